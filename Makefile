@@ -1,0 +1,100 @@
+# imgvault — plain GNU make.
+#   make            build the library and every program
+#   make check      install missing packages, build, run unit and integration tests
+#   make check SANITIZE=1   the same with ASan + UBSan
+#   make run        demo vault (see README)
+#   make bench      benchmarks against gocryptfs on the photo corpus
+#   make install PREFIX=/usr/local [DESTDIR=…]
+#   make clean
+
+PREFIX    ?= /usr/local
+BINDIR    ?= $(PREFIX)/bin
+SBINDIR   ?= $(PREFIX)/sbin
+MANDIR    ?= $(PREFIX)/share/man
+PKGS      := fuse3 libsodium sqlite3 libmagic libmicrohttpd vips
+VERSION   := 0.1.0
+
+CC        ?= cc
+BUILD     ?= build
+WARN      := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+             -Wpointer-arith -Wformat=2 -Wvla
+OPT       ?= -O2 -g
+CFLAGS    += -std=gnu11 $(OPT) $(WARN) -D_FILE_OFFSET_BITS=64 -DIMGVAULT_VERSION='"$(VERSION)"' \
+             -fstack-protector-strong -fPIC -MMD -MP -Ifs
+LDFLAGS   += -Wl,-z,relro,-z,now
+
+ifeq ($(SANITIZE),1)
+BUILD     := build-san
+CFLAGS    += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS   += -fsanitize=address,undefined
+OPT       := -O1 -g
+endif
+
+# pkg-config is asked only when a target needs it, so `make clean` works anywhere.
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+FS_SRC    := $(wildcard fs/*.c)
+FS_OBJ    := $(FS_SRC:%.c=$(BUILD)/%.o)
+CLI_SRC   := $(wildcard daemon/cli*.c daemon/progress.c daemon/prompt.c) daemon/imgvault.c
+CLI_OBJ   := $(CLI_SRC:%.c=$(BUILD)/%.o)
+UNIT_SRC  := $(wildcard tests/unit/test_*.c)
+UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+LIB       := $(BUILD)/libimgvault.a
+PROGS     := $(BUILD)/imgvault
+BENCH_BIN := $(BUILD)/bench/blob_throughput
+
+PYTEST    := /usr/bin/python3 -m pytest
+
+.PHONY: all check unit integration run bench install clean deps
+all: $(PROGS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
+
+$(LIB): $(FS_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/imgvault: $(CLI_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/tap.h $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Itests/unit -o $@ $< $(LIB) $(LDFLAGS) $(PKG_LIBS)
+
+$(BUILD)/bench/%: bench/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -o $@ $< $(LIB) $(LDFLAGS) $(PKG_LIBS)
+
+deps:
+	@bash packaging/deps.sh
+
+check: deps
+	@$(MAKE) --no-print-directory all $(UNIT_BIN)
+	@$(MAKE) --no-print-directory unit integration
+
+unit: $(UNIT_BIN)
+	prove -v $(UNIT_BIN)
+
+integration: $(PROGS)
+	IMGVAULT_BUILD=$(abspath $(BUILD)) $(PYTEST) -q -p no:cacheprovider tests/integration $(PYTEST_ARGS)
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@bash packaging/demo.sh $(abspath $(BUILD))
+
+bench: deps
+	@$(MAKE) --no-print-directory all $(BENCH_BIN)
+	@bash bench/run.sh $(abspath $(BUILD))
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
+	install -m 0755 $(BUILD)/imgvault $(DESTDIR)$(BINDIR)/imgvault
+	install -m 0644 packaging/man/imgvault.1 $(DESTDIR)$(MANDIR)/man1/imgvault.1
+
+clean:
+	rm -rf build build-san
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

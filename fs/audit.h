@@ -1,0 +1,40 @@
+/*
+ * audit — the append-only, hash-chained audit trail (DESIGN §4).
+ *
+ * Each entry's hash is BLAKE2b-256 over the previous entry's hash and the
+ * entry's own fields, so deleting, reordering or editing an entry breaks
+ * the chain at that point.  Entries name ids, never image or album names:
+ * the trail lives in the store, which T1 assumes stolen.
+ *
+ * The chain is unkeyed: someone who can write the catalog can rebuild it
+ * from an edit onwards.  audit_verify returns the head hash so it can be
+ * anchored outside the store (docs/SECURITY.md).
+ */
+#ifndef IMGVAULT_AUDIT_H
+#define IMGVAULT_AUDIT_H
+
+#include <stdint.h>
+
+#include "catalog.h"
+
+/*
+ * Appends an entry in its own transaction (or the caller's).  @subject is
+ * the uid whose vault it concerns, or -1.  @detail is printf-style.
+ */
+int audit_append(struct catalog *c, int64_t actor, int64_t subject, const char *action,
+		 const char *object, const char *result, struct iverr *e,
+		 const char *detail, ...) __attribute__((format(printf, 8, 9)));
+
+struct audit_report {
+	uint64_t entries;
+	int64_t first_bad;      /* seq of the first entry that breaks the chain, 0 if none */
+	uint8_t head[32];       /* hash of the newest entry */
+};
+
+/* Walks the chain.  Returns 0 with r->first_bad set when it is broken. */
+int audit_verify(struct catalog *c, struct audit_report *r, struct iverr *e);
+
+/* The hash of @a chained after @prev (exposed for tests). */
+void audit_hash(const uint8_t prev[32], const struct catalog_audit *a, uint8_t out[32]);
+
+#endif

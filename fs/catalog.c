@@ -1,0 +1,972 @@
+#include "catalog.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+/* Each migration takes the schema from version i to i + 1. */
+static const char *const migrations[] = {
+	/* 0 -> 1 */
+	"CREATE TABLE meta(key TEXT PRIMARY KEY, value BLOB NOT NULL);"
+	"CREATE TABLE users("
+	"  uid INTEGER PRIMARY KEY, created INTEGER NOT NULL,"
+	"  web_read INTEGER NOT NULL DEFAULT 0, quota INTEGER NOT NULL DEFAULT 0,"
+	"  key_epoch INTEGER NOT NULL DEFAULT 0, rekey INTEGER NOT NULL DEFAULT 0,"
+	"  prev_uk BLOB);"
+	"CREATE TABLE key_slots("
+	"  uid INTEGER NOT NULL REFERENCES users(uid) ON DELETE CASCADE,"
+	"  kind INTEGER NOT NULL, salt BLOB NOT NULL, opslimit INTEGER NOT NULL,"
+	"  memlimit INTEGER NOT NULL, nonce BLOB NOT NULL, wrapped BLOB NOT NULL,"
+	"  PRIMARY KEY(uid, kind));"
+	"CREATE TABLE albums("
+	"  id INTEGER PRIMARY KEY,"
+	"  uid INTEGER NOT NULL REFERENCES users(uid) ON DELETE CASCADE,"
+	"  pid BLOB NOT NULL UNIQUE, name_idx BLOB NOT NULL, name_enc BLOB NOT NULL,"
+	"  created INTEGER NOT NULL, UNIQUE(uid, name_idx));"
+	"CREATE TABLE images("
+	"  id INTEGER PRIMARY KEY, uid INTEGER NOT NULL,"
+	"  album_id INTEGER NOT NULL REFERENCES albums(id) ON DELETE CASCADE,"
+	"  pid BLOB NOT NULL UNIQUE, name_idx BLOB NOT NULL, name_enc BLOB NOT NULL,"
+	"  current_version INTEGER NOT NULL DEFAULT 0,"
+	"  pristine_version INTEGER NOT NULL DEFAULT 0,"
+	"  damaged INTEGER NOT NULL DEFAULT 0,"
+	"  created INTEGER NOT NULL, mtime INTEGER NOT NULL,"
+	"  UNIQUE(album_id, name_idx));"
+	"CREATE INDEX images_uid ON images(uid);"
+	"CREATE TABLE versions("
+	"  id INTEGER PRIMARY KEY,"
+	"  image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,"
+	"  blob_id BLOB NOT NULL UNIQUE, size INTEGER NOT NULL,"
+	"  attrs_enc BLOB NOT NULL, key_epoch INTEGER NOT NULL,"
+	"  created INTEGER NOT NULL);"
+	"CREATE INDEX versions_image ON versions(image_id);"
+	"CREATE TABLE audit("
+	"  seq INTEGER PRIMARY KEY, time INTEGER NOT NULL, actor INTEGER NOT NULL,"
+	"  subject INTEGER NOT NULL, action TEXT NOT NULL, object TEXT NOT NULL,"
+	"  result TEXT NOT NULL, detail TEXT NOT NULL, hash BLOB NOT NULL);"
+	"CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit"
+	"  BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;"
+	"CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
+	"  BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;",
+};
+
+enum stmt {
+	S_META_GET, S_META_SET,
+	S_USER_ADD, S_USER_GET, S_USER_UPDATE, S_USER_DELETE, S_USER_LIST, S_USER_USAGE,
+	S_SLOT_PUT, S_SLOT_GET, S_SLOT_WIPE, S_SLOT_DELETE, S_SLOT_KINDS,
+	S_ALBUM_ADD, S_ALBUM_GET, S_ALBUM_FIND, S_ALBUM_UPDATE, S_ALBUM_COUNT,
+	S_ALBUM_DELETE, S_ALBUM_LIST,
+	S_IMAGE_ADD, S_IMAGE_GET, S_IMAGE_FIND, S_IMAGE_UPDATE, S_IMAGE_DELETE,
+	S_IMAGE_LIST, S_IMAGE_LIST_USER,
+	S_VERSION_ADD, S_VERSION_GET, S_VERSION_UPDATE, S_VERSION_DELETE,
+	S_VERSION_LIST_USER, S_BLOB_REF,
+	S_AUDIT_INSERT, S_AUDIT_LAST, S_AUDIT_LIST,
+	S_BEGIN, S_COMMIT, S_ROLLBACK,
+	S_COUNT
+};
+
+#define USER_COLS "uid, created, web_read, quota, key_epoch, rekey, prev_uk"
+#define ALBUM_COLS "id, uid, pid, name_idx, name_enc, created"
+#define IMAGE_COLS "id, uid, album_id, pid, name_idx, name_enc, current_version, " \
+		   "pristine_version, damaged, created, mtime"
+#define VERSION_COLS "id, image_id, blob_id, size, attrs_enc, key_epoch, created"
+#define AUDIT_COLS "seq, time, actor, subject, action, object, result, detail, hash"
+
+static const char *const stmt_sql[S_COUNT] = {
+	[S_META_GET] = "SELECT value FROM meta WHERE key = ?1",
+	[S_META_SET] = "INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)",
+	[S_USER_ADD] = "INSERT INTO users(" USER_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	[S_USER_GET] = "SELECT " USER_COLS " FROM users WHERE uid = ?1",
+	[S_USER_UPDATE] = "UPDATE users SET web_read = ?2, quota = ?3, key_epoch = ?4,"
+			  " rekey = ?5, prev_uk = ?6 WHERE uid = ?1",
+	[S_USER_DELETE] = "DELETE FROM users WHERE uid = ?1",
+	[S_USER_LIST] = "SELECT " USER_COLS " FROM users ORDER BY uid",
+	[S_USER_USAGE] = "SELECT (SELECT count(*) FROM images WHERE uid = ?1),"
+			 " (SELECT coalesce(sum(v.size), 0) FROM versions v"
+			 "  JOIN images i ON i.id = v.image_id WHERE i.uid = ?1)",
+	[S_SLOT_PUT] = "INSERT OR REPLACE INTO key_slots(uid, kind, salt, opslimit, memlimit,"
+		       " nonce, wrapped) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	[S_SLOT_GET] = "SELECT kind, salt, opslimit, memlimit, nonce, wrapped FROM key_slots"
+		       " WHERE uid = ?1 AND kind = ?2",
+	[S_SLOT_WIPE] = "UPDATE key_slots SET wrapped = zeroblob(length(wrapped)),"
+			" salt = zeroblob(length(salt)) WHERE uid = ?1 AND kind = ?2",
+	[S_SLOT_DELETE] = "DELETE FROM key_slots WHERE uid = ?1 AND kind = ?2",
+	[S_SLOT_KINDS] = "SELECT kind FROM key_slots WHERE uid = ?1",
+	[S_ALBUM_ADD] = "INSERT INTO albums(uid, pid, name_idx, name_enc, created)"
+			" VALUES (?1, ?2, ?3, ?4, ?5)",
+	[S_ALBUM_GET] = "SELECT " ALBUM_COLS " FROM albums WHERE id = ?1",
+	[S_ALBUM_FIND] = "SELECT " ALBUM_COLS " FROM albums WHERE uid = ?1 AND name_idx = ?2",
+	[S_ALBUM_UPDATE] = "UPDATE albums SET name_idx = ?2, name_enc = ?3 WHERE id = ?1",
+	[S_ALBUM_COUNT] = "SELECT count(*) FROM images WHERE album_id = ?1",
+	[S_ALBUM_DELETE] = "DELETE FROM albums WHERE id = ?1",
+	[S_ALBUM_LIST] = "SELECT " ALBUM_COLS " FROM albums WHERE uid = ?1 ORDER BY id",
+	[S_IMAGE_ADD] = "INSERT INTO images(uid, album_id, pid, name_idx, name_enc,"
+			" current_version, pristine_version, damaged, created, mtime)"
+			" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+	[S_IMAGE_GET] = "SELECT " IMAGE_COLS " FROM images WHERE id = ?1",
+	[S_IMAGE_FIND] = "SELECT " IMAGE_COLS " FROM images WHERE album_id = ?1 AND name_idx = ?2",
+	[S_IMAGE_UPDATE] = "UPDATE images SET album_id = ?2, name_idx = ?3, name_enc = ?4,"
+			   " current_version = ?5, pristine_version = ?6, damaged = ?7,"
+			   " mtime = ?8 WHERE id = ?1",
+	[S_IMAGE_DELETE] = "DELETE FROM images WHERE id = ?1",
+	[S_IMAGE_LIST] = "SELECT " IMAGE_COLS " FROM images WHERE album_id = ?1 ORDER BY id",
+	[S_IMAGE_LIST_USER] = "SELECT " IMAGE_COLS " FROM images WHERE uid = ?1 ORDER BY id",
+	[S_VERSION_ADD] = "INSERT INTO versions(image_id, blob_id, size, attrs_enc, key_epoch,"
+			  " created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	[S_VERSION_GET] = "SELECT " VERSION_COLS " FROM versions WHERE id = ?1",
+	[S_VERSION_UPDATE] = "UPDATE versions SET blob_id = ?2, size = ?3, attrs_enc = ?4,"
+			     " key_epoch = ?5 WHERE id = ?1",
+	[S_VERSION_DELETE] = "DELETE FROM versions WHERE id = ?1",
+	[S_VERSION_LIST_USER] = "SELECT v.id, v.image_id, v.blob_id, v.size, v.attrs_enc,"
+				" v.key_epoch, v.created FROM versions v JOIN images i"
+				" ON i.id = v.image_id WHERE i.uid = ?1 AND v.id > ?2"
+				" ORDER BY v.id",
+	[S_BLOB_REF] = "SELECT 1 FROM versions WHERE blob_id = ?1",
+	[S_AUDIT_INSERT] = "INSERT INTO audit(" AUDIT_COLS ")"
+			   " VALUES (?9, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+	[S_AUDIT_LAST] = "SELECT " AUDIT_COLS " FROM audit ORDER BY seq DESC LIMIT 1",
+	[S_AUDIT_LIST] = "SELECT " AUDIT_COLS " FROM audit ORDER BY seq",
+	[S_BEGIN] = "BEGIN IMMEDIATE",
+	[S_COMMIT] = "COMMIT",
+	[S_ROLLBACK] = "ROLLBACK",
+};
+
+struct catalog {
+	sqlite3 *db;
+	char *path;
+	sqlite3_stmt *stmt[S_COUNT];
+	int depth;         /* transaction nesting */
+	bool doomed;       /* an inner rollback happened */
+};
+
+/* Maps a sqlite failure onto an errno and a message. */
+static int db_fail(struct catalog *c, int rc, const char *what, struct iverr *e)
+{
+	int code;
+	const char *hint = "";
+
+	switch (rc & 0xff) {
+	case SQLITE_CONSTRAINT:
+		return -EEXIST;  /* callers word unique conflicts themselves */
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+		code = IV_EDAMAGE;
+		hint = "; the catalog is damaged: restore catalog.db from a backup";
+		break;
+	case SQLITE_FULL:
+		code = ENOSPC;
+		hint = "; free some space and try again";
+		break;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		code = IV_EBUSY;
+		hint = "; another process is using the store";
+		break;
+	case SQLITE_NOMEM:
+		code = ENOMEM;
+		break;
+	case SQLITE_READONLY:
+	case SQLITE_PERM:
+	case SQLITE_CANTOPEN:
+		code = EACCES;
+		hint = "; check the owner and mode of the store";
+		break;
+	default:
+		code = EIO;
+	}
+	return iverr_set(e, code, "catalog %s: %s: %s%s", c->path, what,
+			 sqlite3_errmsg(c->db), hint);
+}
+
+static sqlite3_stmt *stmt_get(struct catalog *c, enum stmt s)
+{
+	sqlite3_stmt *st = c->stmt[s];
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return st;
+}
+
+/* Runs a statement that returns no rows. */
+static int stmt_exec(struct catalog *c, sqlite3_stmt *st, const char *what, struct iverr *e)
+{
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		return db_fail(c, rc, what, e);
+	return 0;
+}
+
+/* Steps to the one expected row: 0, -ENOENT, or a failure. */
+static int stmt_row(struct catalog *c, sqlite3_stmt *st, const char *what, struct iverr *e)
+{
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		return 0;
+	sqlite3_reset(st);
+	if (rc == SQLITE_DONE)
+		return -ENOENT;
+	return db_fail(c, rc, what, e);
+}
+
+static void copy_blob(sqlite3_stmt *st, int col, uint8_t *dst, size_t cap, size_t *len)
+{
+	size_t n = (size_t)sqlite3_column_bytes(st, col);
+	const void *p = sqlite3_column_blob(st, col);
+
+	if (n > cap || !p)
+		n = p ? cap : 0;
+	if (n)
+		memcpy(dst, p, n);
+	if (len)
+		*len = n;
+}
+
+static void copy_text(sqlite3_stmt *st, int col, char *dst, size_t cap)
+{
+	const unsigned char *p = sqlite3_column_text(st, col);
+	snprintf(dst, cap, "%s", p ? (const char *)p : "");
+}
+
+static int exec_sql(struct catalog *c, const char *sql, const char *what, struct iverr *e)
+{
+	int rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
+	return rc == SQLITE_OK ? 0 : db_fail(c, rc, what, e);
+}
+
+static int catalog_migrate(struct catalog *c, struct iverr *e)
+{
+	sqlite3_stmt *st;
+	int version, ret = 0;
+	int rc = sqlite3_prepare_v2(c->db, "PRAGMA user_version", -1, &st, NULL);
+
+	if (rc != SQLITE_OK)
+		return db_fail(c, rc, "reading the schema version", e);
+	rc = sqlite3_step(st);
+	version = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+	sqlite3_finalize(st);
+	if (version < 0)
+		return db_fail(c, rc, "reading the schema version", e);
+	if (version > CATALOG_SCHEMA_VERSION)
+		return iverr_set(e, IV_EVERSION, "catalog %s has schema version %d, this "
+				 "imgvault reads up to %d: upgrade imgvault", c->path,
+				 version, CATALOG_SCHEMA_VERSION);
+	while (version < CATALOG_SCHEMA_VERSION) {
+		char bump[64];
+
+		if ((ret = exec_sql(c, "BEGIN IMMEDIATE", "migrating", e)) < 0)
+			return ret;
+		snprintf(bump, sizeof(bump), "PRAGMA user_version = %d", version + 1);
+		if ((ret = exec_sql(c, migrations[version], "migrating", e)) < 0 ||
+		    (ret = exec_sql(c, bump, "migrating", e)) < 0) {
+			exec_sql(c, "ROLLBACK", "migrating", NULL);
+			return ret;
+		}
+		if ((ret = exec_sql(c, "COMMIT", "migrating", e)) < 0)
+			return ret;
+		version++;
+	}
+	return 0;
+}
+
+int catalog_open(const char *path, bool create, struct catalog **out, struct iverr *e)
+{
+	struct catalog *c;
+	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
+	int rc, ret;
+
+	*out = NULL;
+	c = calloc(1, sizeof(*c));
+	if (!c || !(c->path = strdup(path))) {
+		free(c);
+		return iverr_set(e, ENOMEM, "out of memory");
+	}
+	rc = sqlite3_open_v2(path, &c->db, flags, NULL);
+	if (rc != SQLITE_OK) {
+		ret = db_fail(c, rc, "cannot open", e);
+		goto out_close;
+	}
+	sqlite3_extended_result_codes(c->db, 0);
+	sqlite3_busy_timeout(c->db, 5000);
+	/* Reading the schema is the first real access: it finds a damaged file. */
+	if ((ret = exec_sql(c, "PRAGMA journal_mode = WAL", "cannot open", e)) < 0 ||
+	    (ret = exec_sql(c, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
+			    "PRAGMA secure_delete = ON; PRAGMA trusted_schema = OFF",
+			    "cannot configure", e)) < 0 ||
+	    (ret = catalog_migrate(c, e)) < 0)
+		goto out_close;
+	for (int i = 0; i < S_COUNT; i++) {
+		rc = sqlite3_prepare_v3(c->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+					&c->stmt[i], NULL);
+		if (rc != SQLITE_OK) {
+			ret = db_fail(c, rc, "preparing statements", e);
+			goto out_close;
+		}
+	}
+	*out = c;
+	return 0;
+out_close:
+	catalog_close(c);
+	return ret;
+}
+
+void catalog_close(struct catalog *c)
+{
+	if (!c)
+		return;
+	for (int i = 0; i < S_COUNT; i++)
+		sqlite3_finalize(c->stmt[i]);
+	sqlite3_close(c->db);
+	free(c->path);
+	free(c);
+}
+
+int catalog_begin(struct catalog *c, struct iverr *e)
+{
+	int ret;
+
+	if (c->depth++ > 0)
+		return 0;
+	c->doomed = false;
+	ret = stmt_exec(c, stmt_get(c, S_BEGIN), "cannot begin a transaction", e);
+	if (ret < 0)
+		c->depth = 0;
+	return ret;
+}
+
+int catalog_commit(struct catalog *c, struct iverr *e)
+{
+	int ret;
+
+	if (--c->depth > 0)
+		return 0;
+	if (c->doomed) {
+		stmt_exec(c, stmt_get(c, S_ROLLBACK), "rollback", NULL);
+		return iverr_set(e, EIO, "catalog %s: transaction rolled back", c->path);
+	}
+	ret = stmt_exec(c, stmt_get(c, S_COMMIT), "cannot commit", e);
+	if (ret < 0)
+		stmt_exec(c, stmt_get(c, S_ROLLBACK), "rollback", NULL);
+	return ret;
+}
+
+void catalog_rollback(struct catalog *c)
+{
+	if (--c->depth > 0) {
+		c->doomed = true;
+		return;
+	}
+	stmt_exec(c, stmt_get(c, S_ROLLBACK), "rollback", NULL);
+}
+
+int catalog_check_integrity(struct catalog *c, struct iverr *e)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(c->db, "PRAGMA integrity_check", -1, &st, NULL);
+	int ret = 0;
+
+	if (rc != SQLITE_OK)
+		return db_fail(c, rc, "integrity check", e);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		const char *r = (const char *)sqlite3_column_text(st, 0);
+		if (!r || strcmp(r, "ok") != 0)
+			ret = iverr_set(e, IV_EDAMAGE, "catalog %s is damaged: %s; restore "
+					"catalog.db from a backup", c->path, r ? r : "?");
+	} else {
+		ret = db_fail(c, rc, "integrity check", e);
+	}
+	sqlite3_finalize(st);
+	return ret;
+}
+
+int catalog_meta_get(struct catalog *c, const char *key, void *buf, size_t cap,
+		     size_t *len, struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_META_GET);
+	int ret;
+
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	if ((ret = stmt_row(c, st, "reading settings", e)) < 0)
+		return ret;
+	copy_blob(st, 0, buf, cap, len);
+	sqlite3_reset(st);
+	return 0;
+}
+
+int catalog_meta_set(struct catalog *c, const char *key, const void *val, size_t len,
+		     struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_META_SET);
+
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 2, val, (int)len, SQLITE_STATIC);
+	return stmt_exec(c, st, "writing settings", e);
+}
+
+/* ---- users ---- */
+
+static void bind_opt_blob(sqlite3_stmt *st, int i, const void *p, size_t n)
+{
+	if (n)
+		sqlite3_bind_blob(st, i, p, (int)n, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+static void user_from_row(sqlite3_stmt *st, struct catalog_user *u)
+{
+	memset(u, 0, sizeof(*u));
+	u->uid = (uint32_t)sqlite3_column_int64(st, 0);
+	u->created = sqlite3_column_int64(st, 1);
+	u->web_read = sqlite3_column_int(st, 2) != 0;
+	u->quota = (uint64_t)sqlite3_column_int64(st, 3);
+	u->key_epoch = sqlite3_column_int64(st, 4);
+	u->rekey = (enum catalog_rekey)sqlite3_column_int(st, 5);
+	copy_blob(st, 6, u->prev_uk, sizeof(u->prev_uk), &u->prev_uk_len);
+}
+
+int catalog_user_add(struct catalog *c, const struct catalog_user *u, struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_USER_ADD);
+
+	sqlite3_bind_int64(st, 1, u->uid);
+	sqlite3_bind_int64(st, 2, u->created);
+	sqlite3_bind_int(st, 3, u->web_read);
+	sqlite3_bind_int64(st, 4, (int64_t)u->quota);
+	sqlite3_bind_int64(st, 5, u->key_epoch);
+	sqlite3_bind_int(st, 6, (int)u->rekey);
+	bind_opt_blob(st, 7, u->prev_uk, u->prev_uk_len);
+	return stmt_exec(c, st, "adding a user", e);
+}
+
+int catalog_user_get(struct catalog *c, uint32_t uid, struct catalog_user *u,
+		     struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_USER_GET);
+	int ret;
+
+	sqlite3_bind_int64(st, 1, uid);
+	if ((ret = stmt_row(c, st, "reading a user", e)) < 0)
+		return ret;
+	user_from_row(st, u);
+	sqlite3_reset(st);
+	return 0;
+}
+
+int catalog_user_update(struct catalog *c, const struct catalog_user *u, struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_USER_UPDATE);
+
+	sqlite3_bind_int64(st, 1, u->uid);
+	sqlite3_bind_int(st, 2, u->web_read);
+	sqlite3_bind_int64(st, 3, (int64_t)u->quota);
+	sqlite3_bind_int64(st, 4, u->key_epoch);
+	sqlite3_bind_int(st, 5, (int)u->rekey);
+	bind_opt_blob(st, 6, u->prev_uk, u->prev_uk_len);
+	return stmt_exec(c, st, "updating a user", e);
+}
+
+int catalog_user_delete(struct catalog *c, uint32_t uid, struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_USER_DELETE);
+
+	sqlite3_bind_int64(st, 1, uid);
+	return stmt_exec(c, st, "deleting a user", e);
+}
+
+int catalog_user_list(struct catalog *c, catalog_user_fn fn, void *arg, struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_USER_LIST);
+	struct catalog_user u;
+	int rc, ret = 0;
+
+	while (!ret && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		user_from_row(st, &u);
+		ret = fn(&u, arg);
+	}
+	if (!ret && rc != SQLITE_DONE)
+		ret = db_fail(c, rc, "listing users", e);
+	sqlite3_reset(st);
+	return ret;
+}
+
+int catalog_user_usage(struct catalog *c, uint32_t uid, uint64_t *images,
+		       uint64_t *bytes, struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_USER_USAGE);
+	int ret;
+
+	sqlite3_bind_int64(st, 1, uid);
+	if ((ret = stmt_row(c, st, "counting usage", e)) < 0)
+		return ret;
+	*images = (uint64_t)sqlite3_column_int64(st, 0);
+	*bytes = (uint64_t)sqlite3_column_int64(st, 1);
+	sqlite3_reset(st);
+	return 0;
+}
+
+/* ---- key slots ---- */
+
+int catalog_slot_put(struct catalog *c, uint32_t uid, const struct key_slot *s,
+		     struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_SLOT_PUT);
+
+	sqlite3_bind_int64(st, 1, uid);
+	sqlite3_bind_int(st, 2, (int)s->kind);
+	sqlite3_bind_blob(st, 3, s->salt, sizeof(s->salt), SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, (int64_t)s->opslimit);
+	sqlite3_bind_int64(st, 5, (int64_t)s->memlimit);
+	sqlite3_bind_blob(st, 6, s->nonce, sizeof(s->nonce), SQLITE_STATIC);
+	sqlite3_bind_blob(st, 7, s->wrapped, sizeof(s->wrapped), SQLITE_STATIC);
+	return stmt_exec(c, st, "writing a key slot", e);
+}
+
+int catalog_slot_get(struct catalog *c, uint32_t uid, enum key_slot_kind kind,
+		     struct key_slot *s, struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_SLOT_GET);
+	size_t n1, n2, n3;
+	int ret;
+
+	sqlite3_bind_int64(st, 1, uid);
+	sqlite3_bind_int(st, 2, (int)kind);
+	if ((ret = stmt_row(c, st, "reading a key slot", e)) < 0)
+		return ret;
+	memset(s, 0, sizeof(*s));
+	s->kind = (enum key_slot_kind)sqlite3_column_int(st, 0);
+	copy_blob(st, 1, s->salt, sizeof(s->salt), &n1);
+	s->opslimit = (uint64_t)sqlite3_column_int64(st, 2);
+	s->memlimit = (uint64_t)sqlite3_column_int64(st, 3);
+	copy_blob(st, 4, s->nonce, sizeof(s->nonce), &n2);
+	copy_blob(st, 5, s->wrapped, sizeof(s->wrapped), &n3);
+	sqlite3_reset(st);
+	if (n1 != sizeof(s->salt) || n2 != sizeof(s->nonce) || n3 != sizeof(s->wrapped))
+		return iverr_set(e, IV_EDAMAGE, "catalog %s: key slot of uid %u is damaged",
+				 c->path, uid);
+	return 0;
+}
+
+int catalog_slot_delete(struct catalog *c, uint32_t uid, enum key_slot_kind kind,
+			struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_SLOT_WIPE);
+	int ret;
+
+	sqlite3_bind_int64(st, 1, uid);
+	sqlite3_bind_int(st, 2, (int)kind);
+	if ((ret = stmt_exec(c, st, "wiping a key slot", e)) < 0)
+		return ret;
+	st = stmt_get(c, S_SLOT_DELETE);
+	sqlite3_bind_int64(st, 1, uid);
+	sqlite3_bind_int(st, 2, (int)kind);
+	return stmt_exec(c, st, "deleting a key slot", e);
+}
+
+int catalog_slot_kinds(struct catalog *c, uint32_t uid, unsigned *mask, struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_SLOT_KINDS);
+	int rc;
+
+	*mask = 0;
+	sqlite3_bind_int64(st, 1, uid);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		*mask |= 1u << (sqlite3_column_int(st, 0) & 31);
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? 0 : db_fail(c, rc, "listing key slots", e);
+}
+
+/* ---- albums ---- */
+
+static void album_from_row(sqlite3_stmt *st, struct catalog_album *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->id = sqlite3_column_int64(st, 0);
+	a->uid = (uint32_t)sqlite3_column_int64(st, 1);
+	copy_blob(st, 2, a->pid, sizeof(a->pid), NULL);
+	copy_blob(st, 3, a->name_idx, sizeof(a->name_idx), NULL);
+	copy_blob(st, 4, a->name_enc, sizeof(a->name_enc), &a->name_enc_len);
+	a->created = sqlite3_column_int64(st, 5);
+}
+
+int catalog_album_add(struct catalog *c, struct catalog_album *a, struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_ALBUM_ADD);
+	int ret;
+
+	sqlite3_bind_int64(st, 1, a->uid);
+	sqlite3_bind_blob(st, 2, a->pid, sizeof(a->pid), SQLITE_STATIC);
+	sqlite3_bind_blob(st, 3, a->name_idx, sizeof(a->name_idx), SQLITE_STATIC);
+	sqlite3_bind_blob(st, 4, a->name_enc, (int)a->name_enc_len, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, a->created);
+	if ((ret = stmt_exec(c, st, "adding an album", e)) < 0)
+		return ret;
+	a->id = sqlite3_last_insert_rowid(c->db);
+	return 0;
+}
+
+static int album_query(struct catalog *c, sqlite3_stmt *st, struct catalog_album *a,
+		       struct iverr *e)
+{
+	int ret = stmt_row(c, st, "reading an album", e);
+	if (ret < 0)
+		return ret;
+	album_from_row(st, a);
+	sqlite3_reset(st);
+	return 0;
+}
+
+int catalog_album_get(struct catalog *c, int64_t id, struct catalog_album *a,
+		      struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_ALBUM_GET);
+
+	sqlite3_bind_int64(st, 1, id);
+	return album_query(c, st, a, e);
+}
+
+int catalog_album_find(struct catalog *c, uint32_t uid,
+		       const uint8_t idx[CATALOG_INDEX_LEN], struct catalog_album *a,
+		       struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_ALBUM_FIND);
+
+	sqlite3_bind_int64(st, 1, uid);
+	sqlite3_bind_blob(st, 2, idx, CATALOG_INDEX_LEN, SQLITE_STATIC);
+	return album_query(c, st, a, e);
+}
+
+int catalog_album_update(struct catalog *c, const struct catalog_album *a, struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_ALBUM_UPDATE);
+
+	sqlite3_bind_int64(st, 1, a->id);
+	sqlite3_bind_blob(st, 2, a->name_idx, sizeof(a->name_idx), SQLITE_STATIC);
+	sqlite3_bind_blob(st, 3, a->name_enc, (int)a->name_enc_len, SQLITE_STATIC);
+	return stmt_exec(c, st, "updating an album", e);
+}
+
+int catalog_album_delete(struct catalog *c, int64_t id, struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_ALBUM_COUNT);
+	int64_t n;
+	int ret;
+
+	sqlite3_bind_int64(st, 1, id);
+	if ((ret = stmt_row(c, st, "counting images", e)) < 0)
+		return ret;
+	n = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	if (n > 0)
+		return -ENOTEMPTY;
+	st = stmt_get(c, S_ALBUM_DELETE);
+	sqlite3_bind_int64(st, 1, id);
+	return stmt_exec(c, st, "deleting an album", e);
+}
+
+int catalog_album_list(struct catalog *c, uint32_t uid, catalog_album_fn fn, void *arg,
+		       struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_ALBUM_LIST);
+	struct catalog_album a;
+	int rc = SQLITE_DONE, ret = 0;
+
+	sqlite3_bind_int64(st, 1, uid);
+	while (!ret && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		album_from_row(st, &a);
+		ret = fn(&a, arg);
+	}
+	if (!ret && rc != SQLITE_DONE)
+		ret = db_fail(c, rc, "listing albums", e);
+	sqlite3_reset(st);
+	return ret;
+}
+
+/* ---- images ---- */
+
+static void image_from_row(sqlite3_stmt *st, struct catalog_image *im)
+{
+	memset(im, 0, sizeof(*im));
+	im->id = sqlite3_column_int64(st, 0);
+	im->uid = (uint32_t)sqlite3_column_int64(st, 1);
+	im->album_id = sqlite3_column_int64(st, 2);
+	copy_blob(st, 3, im->pid, sizeof(im->pid), NULL);
+	copy_blob(st, 4, im->name_idx, sizeof(im->name_idx), NULL);
+	copy_blob(st, 5, im->name_enc, sizeof(im->name_enc), &im->name_enc_len);
+	im->current_version = sqlite3_column_int64(st, 6);
+	im->pristine_version = sqlite3_column_int64(st, 7);
+	im->damaged = sqlite3_column_int(st, 8) != 0;
+	im->created = sqlite3_column_int64(st, 9);
+	im->mtime = sqlite3_column_int64(st, 10);
+}
+
+int catalog_image_add(struct catalog *c, struct catalog_image *im, struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_IMAGE_ADD);
+	int ret;
+
+	sqlite3_bind_int64(st, 1, im->uid);
+	sqlite3_bind_int64(st, 2, im->album_id);
+	sqlite3_bind_blob(st, 3, im->pid, sizeof(im->pid), SQLITE_STATIC);
+	sqlite3_bind_blob(st, 4, im->name_idx, sizeof(im->name_idx), SQLITE_STATIC);
+	sqlite3_bind_blob(st, 5, im->name_enc, (int)im->name_enc_len, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 6, im->current_version);
+	sqlite3_bind_int64(st, 7, im->pristine_version);
+	sqlite3_bind_int(st, 8, im->damaged);
+	sqlite3_bind_int64(st, 9, im->created);
+	sqlite3_bind_int64(st, 10, im->mtime);
+	if ((ret = stmt_exec(c, st, "adding an image", e)) < 0)
+		return ret;
+	im->id = sqlite3_last_insert_rowid(c->db);
+	return 0;
+}
+
+static int image_query(struct catalog *c, sqlite3_stmt *st, struct catalog_image *im,
+		       struct iverr *e)
+{
+	int ret = stmt_row(c, st, "reading an image", e);
+	if (ret < 0)
+		return ret;
+	image_from_row(st, im);
+	sqlite3_reset(st);
+	return 0;
+}
+
+int catalog_image_get(struct catalog *c, int64_t id, struct catalog_image *im,
+		      struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_IMAGE_GET);
+
+	sqlite3_bind_int64(st, 1, id);
+	return image_query(c, st, im, e);
+}
+
+int catalog_image_find(struct catalog *c, int64_t album_id,
+		       const uint8_t idx[CATALOG_INDEX_LEN], struct catalog_image *im,
+		       struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_IMAGE_FIND);
+
+	sqlite3_bind_int64(st, 1, album_id);
+	sqlite3_bind_blob(st, 2, idx, CATALOG_INDEX_LEN, SQLITE_STATIC);
+	return image_query(c, st, im, e);
+}
+
+int catalog_image_update(struct catalog *c, const struct catalog_image *im, struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_IMAGE_UPDATE);
+
+	sqlite3_bind_int64(st, 1, im->id);
+	sqlite3_bind_int64(st, 2, im->album_id);
+	sqlite3_bind_blob(st, 3, im->name_idx, sizeof(im->name_idx), SQLITE_STATIC);
+	sqlite3_bind_blob(st, 4, im->name_enc, (int)im->name_enc_len, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, im->current_version);
+	sqlite3_bind_int64(st, 6, im->pristine_version);
+	sqlite3_bind_int(st, 7, im->damaged);
+	sqlite3_bind_int64(st, 8, im->mtime);
+	return stmt_exec(c, st, "updating an image", e);
+}
+
+int catalog_image_delete(struct catalog *c, int64_t id, struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_IMAGE_DELETE);
+
+	sqlite3_bind_int64(st, 1, id);
+	return stmt_exec(c, st, "deleting an image", e);
+}
+
+static int image_iterate(struct catalog *c, sqlite3_stmt *st, catalog_image_fn fn,
+			 void *arg, struct iverr *e)
+{
+	struct catalog_image im;
+	int rc = SQLITE_DONE, ret = 0;
+
+	while (!ret && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		image_from_row(st, &im);
+		ret = fn(&im, arg);
+	}
+	if (!ret && rc != SQLITE_DONE)
+		ret = db_fail(c, rc, "listing images", e);
+	sqlite3_reset(st);
+	return ret;
+}
+
+int catalog_image_list(struct catalog *c, int64_t album_id, catalog_image_fn fn, void *arg,
+		       struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_IMAGE_LIST);
+
+	sqlite3_bind_int64(st, 1, album_id);
+	return image_iterate(c, st, fn, arg, e);
+}
+
+int catalog_image_list_user(struct catalog *c, uint32_t uid, catalog_image_fn fn,
+			    void *arg, struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_IMAGE_LIST_USER);
+
+	sqlite3_bind_int64(st, 1, uid);
+	return image_iterate(c, st, fn, arg, e);
+}
+
+/* ---- versions ---- */
+
+static void version_from_row(sqlite3_stmt *st, struct catalog_version *v)
+{
+	memset(v, 0, sizeof(*v));
+	v->id = sqlite3_column_int64(st, 0);
+	v->image_id = sqlite3_column_int64(st, 1);
+	copy_blob(st, 2, v->blob.b, sizeof(v->blob.b), NULL);
+	v->size = (uint64_t)sqlite3_column_int64(st, 3);
+	copy_blob(st, 4, v->attrs_enc, sizeof(v->attrs_enc), &v->attrs_enc_len);
+	v->key_epoch = sqlite3_column_int64(st, 5);
+	v->created = sqlite3_column_int64(st, 6);
+}
+
+int catalog_version_add(struct catalog *c, struct catalog_version *v, struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_VERSION_ADD);
+	int ret;
+
+	sqlite3_bind_int64(st, 1, v->image_id);
+	sqlite3_bind_blob(st, 2, v->blob.b, sizeof(v->blob.b), SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, (int64_t)v->size);
+	sqlite3_bind_blob(st, 4, v->attrs_enc, (int)v->attrs_enc_len, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, v->key_epoch);
+	sqlite3_bind_int64(st, 6, v->created);
+	if ((ret = stmt_exec(c, st, "adding a version", e)) < 0)
+		return ret;
+	v->id = sqlite3_last_insert_rowid(c->db);
+	return 0;
+}
+
+int catalog_version_get(struct catalog *c, int64_t id, struct catalog_version *v,
+			struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_VERSION_GET);
+	int ret;
+
+	sqlite3_bind_int64(st, 1, id);
+	if ((ret = stmt_row(c, st, "reading a version", e)) < 0)
+		return ret;
+	version_from_row(st, v);
+	sqlite3_reset(st);
+	return 0;
+}
+
+int catalog_version_update(struct catalog *c, const struct catalog_version *v,
+			   struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_VERSION_UPDATE);
+
+	sqlite3_bind_int64(st, 1, v->id);
+	sqlite3_bind_blob(st, 2, v->blob.b, sizeof(v->blob.b), SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, (int64_t)v->size);
+	sqlite3_bind_blob(st, 4, v->attrs_enc, (int)v->attrs_enc_len, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, v->key_epoch);
+	return stmt_exec(c, st, "updating a version", e);
+}
+
+int catalog_version_delete(struct catalog *c, int64_t id, struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_VERSION_DELETE);
+
+	sqlite3_bind_int64(st, 1, id);
+	return stmt_exec(c, st, "deleting a version", e);
+}
+
+int catalog_version_list_user(struct catalog *c, uint32_t uid, int64_t after,
+			      catalog_version_fn fn, void *arg, struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_VERSION_LIST_USER);
+	struct catalog_version v;
+	int rc = SQLITE_DONE, ret = 0;
+
+	sqlite3_bind_int64(st, 1, uid);
+	sqlite3_bind_int64(st, 2, after);
+	while (!ret && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		version_from_row(st, &v);
+		ret = fn(&v, arg);
+	}
+	if (!ret && rc != SQLITE_DONE)
+		ret = db_fail(c, rc, "listing versions", e);
+	sqlite3_reset(st);
+	return ret;
+}
+
+int catalog_blob_referenced(struct catalog *c, const struct blob_id *id, bool *out,
+			    struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_BLOB_REF);
+	int ret;
+
+	sqlite3_bind_blob(st, 1, id->b, sizeof(id->b), SQLITE_STATIC);
+	ret = stmt_row(c, st, "looking up a blob", e);
+	sqlite3_reset(st);
+	if (ret < 0 && ret != -ENOENT)
+		return ret;
+	*out = ret == 0;
+	return 0;
+}
+
+/* ---- audit ---- */
+
+static void audit_from_row(sqlite3_stmt *st, struct catalog_audit *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->seq = sqlite3_column_int64(st, 0);
+	a->time = sqlite3_column_int64(st, 1);
+	a->actor = sqlite3_column_int64(st, 2);
+	a->subject = sqlite3_column_int64(st, 3);
+	copy_text(st, 4, a->action, sizeof(a->action));
+	copy_text(st, 5, a->object, sizeof(a->object));
+	copy_text(st, 6, a->result, sizeof(a->result));
+	copy_text(st, 7, a->detail, sizeof(a->detail));
+	copy_blob(st, 8, a->hash, sizeof(a->hash), NULL);
+}
+
+int catalog_audit_insert(struct catalog *c, struct catalog_audit *a, struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_AUDIT_INSERT);
+
+	sqlite3_bind_int64(st, 1, a->time);
+	sqlite3_bind_int64(st, 2, a->actor);
+	sqlite3_bind_int64(st, 3, a->subject);
+	sqlite3_bind_text(st, 4, a->action, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, a->object, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 6, a->result, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 7, a->detail, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 8, a->hash, sizeof(a->hash), SQLITE_STATIC);
+	sqlite3_bind_int64(st, 9, a->seq);
+	return stmt_exec(c, st, "appending to the audit trail", e);
+}
+
+int catalog_audit_last(struct catalog *c, struct catalog_audit *a, struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_AUDIT_LAST);
+	int ret = stmt_row(c, st, "reading the audit trail", e);
+
+	if (ret < 0)
+		return ret;
+	audit_from_row(st, a);
+	sqlite3_reset(st);
+	return 0;
+}
+
+int catalog_audit_list(struct catalog *c, catalog_audit_fn fn, void *arg, struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_AUDIT_LIST);
+	struct catalog_audit a;
+	int rc = SQLITE_DONE, ret = 0;
+
+	while (!ret && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		audit_from_row(st, &a);
+		ret = fn(&a, arg);
+	}
+	if (!ret && rc != SQLITE_DONE)
+		ret = db_fail(c, rc, "reading the audit trail", e);
+	sqlite3_reset(st);
+	return ret;
+}

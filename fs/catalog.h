@@ -1,0 +1,212 @@
+/*
+ * catalog — the store's sqlite database (DESIGN §4).
+ *
+ * One file, STORE/catalog.db, in WAL mode; the schema is versioned with
+ * PRAGMA user_version and migrated forward on open.  Every query is a
+ * prepared statement owned by the struct catalog.  This module stores and
+ * fetches rows; it never sees a key or a plaintext name: names, tags and
+ * attributes arrive sealed (keys.h) with their keyed lookup index.
+ *
+ * Functions return 0, -ENOENT for "no such row", -EEXIST for a unique
+ * conflict, or another -errno with a message in @e.  A struct catalog is
+ * not thread-safe: its owner serialises calls.
+ */
+#ifndef IMGVAULT_CATALOG_H
+#define IMGVAULT_CATALOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "blobstore.h"
+#include "iverr.h"
+#include "keys.h"
+
+/* The newest schema this code reads and writes. */
+#define CATALOG_SCHEMA_VERSION 1
+
+#define CATALOG_PID_LEN    16
+#define CATALOG_INDEX_LEN  32
+#define CATALOG_NAME_MAX   255
+#define CATALOG_NAME_ENC_MAX (CATALOG_NAME_MAX + KEYS_SEAL_OVERHEAD)
+#define CATALOG_ATTRS_ENC_MAX 256
+
+struct catalog;
+
+/*
+ * Opens (@create: creates) the catalog at @path and migrates it to
+ * CATALOG_SCHEMA_VERSION.  A catalog from a newer schema is refused with
+ * -IV_EVERSION; a damaged file with -IV_EDAMAGE.  The caller owns *out.
+ */
+int catalog_open(const char *path, bool create, struct catalog **out, struct iverr *e);
+void catalog_close(struct catalog *c);
+
+/* Transactions nest: only the outermost begin/commit reach sqlite, and a
+ * rollback at any depth makes the outermost commit fail and roll back. */
+int catalog_begin(struct catalog *c, struct iverr *e);
+int catalog_commit(struct catalog *c, struct iverr *e);
+void catalog_rollback(struct catalog *c);
+
+/* PRAGMA integrity_check; a damaged database gives -IV_EDAMAGE with the
+ * first problem in @e. */
+int catalog_check_integrity(struct catalog *c, struct iverr *e);
+
+/* Store-wide settings: the store id, the server-key check value, … */
+int catalog_meta_get(struct catalog *c, const char *key, void *buf, size_t cap,
+		     size_t *len, struct iverr *e);
+int catalog_meta_set(struct catalog *c, const char *key, const void *val, size_t len,
+		     struct iverr *e);
+
+/* ---- users and their key slots ---------------------------------------- */
+
+enum catalog_rekey {
+	CATALOG_REKEY_NONE = 0,
+	CATALOG_REKEY_REWRAP = 1,   /* headers being rewrapped */
+	CATALOG_REKEY_FULL = 2,     /* blobs being re-encrypted */
+};
+
+struct catalog_user {
+	uint32_t uid;
+	int64_t created;
+	bool web_read;
+	uint64_t quota;              /* bytes; 0 = none */
+	int64_t key_epoch;           /* bumped by every rotation */
+	enum catalog_rekey rekey;
+	/* While a rotation runs: the previous user key, sealed under the new
+	 * rekey subkey.  Empty otherwise. */
+	uint8_t prev_uk[KEYS_KEY_LEN + KEYS_SEAL_OVERHEAD];
+	size_t prev_uk_len;
+};
+
+int catalog_user_add(struct catalog *c, const struct catalog_user *u, struct iverr *e);
+int catalog_user_get(struct catalog *c, uint32_t uid, struct catalog_user *u,
+		     struct iverr *e);
+int catalog_user_update(struct catalog *c, const struct catalog_user *u, struct iverr *e);
+/* Deletes the user with their slots, albums, images and versions (not
+ * their blobs: the caller removes those). */
+int catalog_user_delete(struct catalog *c, uint32_t uid, struct iverr *e);
+typedef int (*catalog_user_fn)(const struct catalog_user *u, void *arg);
+int catalog_user_list(struct catalog *c, catalog_user_fn fn, void *arg, struct iverr *e);
+/* Images and plaintext bytes (current versions plus pristine ones). */
+int catalog_user_usage(struct catalog *c, uint32_t uid, uint64_t *images,
+		       uint64_t *bytes, struct iverr *e);
+
+/* Inserts or replaces the user's slot of slot->kind. */
+int catalog_slot_put(struct catalog *c, uint32_t uid, const struct key_slot *s,
+		     struct iverr *e);
+int catalog_slot_get(struct catalog *c, uint32_t uid, enum key_slot_kind kind,
+		     struct key_slot *s, struct iverr *e);
+/* Overwrites the wrapped key with zeros, then deletes the row (the
+ * database runs with secure_delete, so freed pages are zeroed too). */
+int catalog_slot_delete(struct catalog *c, uint32_t uid, enum key_slot_kind kind,
+			struct iverr *e);
+/* Bit (1 << kind) set for each slot the user has. */
+int catalog_slot_kinds(struct catalog *c, uint32_t uid, unsigned *mask, struct iverr *e);
+
+/* ---- albums, images, versions ----------------------------------------- */
+
+struct catalog_album {
+	int64_t id;
+	uint32_t uid;
+	uint8_t pid[CATALOG_PID_LEN];        /* random, binds the sealed name */
+	uint8_t name_idx[CATALOG_INDEX_LEN];
+	uint8_t name_enc[CATALOG_NAME_ENC_MAX];
+	size_t name_enc_len;
+	int64_t created;
+};
+
+int catalog_album_add(struct catalog *c, struct catalog_album *a, struct iverr *e);
+int catalog_album_get(struct catalog *c, int64_t id, struct catalog_album *a,
+		      struct iverr *e);
+int catalog_album_find(struct catalog *c, uint32_t uid,
+		       const uint8_t idx[CATALOG_INDEX_LEN], struct catalog_album *a,
+		       struct iverr *e);
+/* Rewrites name_idx and name_enc (rename, or re-encryption on rotation). */
+int catalog_album_update(struct catalog *c, const struct catalog_album *a, struct iverr *e);
+/* -ENOTEMPTY while the album holds images. */
+int catalog_album_delete(struct catalog *c, int64_t id, struct iverr *e);
+typedef int (*catalog_album_fn)(const struct catalog_album *a, void *arg);
+int catalog_album_list(struct catalog *c, uint32_t uid, catalog_album_fn fn, void *arg,
+		       struct iverr *e);
+
+struct catalog_image {
+	int64_t id;
+	uint32_t uid;
+	int64_t album_id;
+	uint8_t pid[CATALOG_PID_LEN];        /* the public image id of tokens */
+	uint8_t name_idx[CATALOG_INDEX_LEN];
+	uint8_t name_enc[CATALOG_NAME_ENC_MAX];
+	size_t name_enc_len;
+	int64_t current_version;             /* 0: an empty placeholder */
+	int64_t pristine_version;
+	bool damaged;
+	int64_t created;
+	int64_t mtime;
+};
+
+int catalog_image_add(struct catalog *c, struct catalog_image *im, struct iverr *e);
+int catalog_image_get(struct catalog *c, int64_t id, struct catalog_image *im,
+		      struct iverr *e);
+int catalog_image_find(struct catalog *c, int64_t album_id,
+		       const uint8_t idx[CATALOG_INDEX_LEN], struct catalog_image *im,
+		       struct iverr *e);
+/* Rewrites album, name, versions, damaged flag and mtime. */
+int catalog_image_update(struct catalog *c, const struct catalog_image *im, struct iverr *e);
+/* Deletes the image and its version rows. */
+int catalog_image_delete(struct catalog *c, int64_t id, struct iverr *e);
+typedef int (*catalog_image_fn)(const struct catalog_image *im, void *arg);
+int catalog_image_list(struct catalog *c, int64_t album_id, catalog_image_fn fn, void *arg,
+		       struct iverr *e);
+int catalog_image_list_user(struct catalog *c, uint32_t uid, catalog_image_fn fn,
+			    void *arg, struct iverr *e);
+
+struct catalog_version {
+	int64_t id;
+	int64_t image_id;
+	struct blob_id blob;
+	uint64_t size;
+	/* mime, width, height and SHA-256, sealed under the meta key with the
+	 * blob id as associated data */
+	uint8_t attrs_enc[CATALOG_ATTRS_ENC_MAX];
+	size_t attrs_enc_len;
+	int64_t key_epoch;
+	int64_t created;
+};
+
+int catalog_version_add(struct catalog *c, struct catalog_version *v, struct iverr *e);
+int catalog_version_get(struct catalog *c, int64_t id, struct catalog_version *v,
+			struct iverr *e);
+/* Rewrites blob, size, attrs and key epoch. */
+int catalog_version_update(struct catalog *c, const struct catalog_version *v,
+			   struct iverr *e);
+int catalog_version_delete(struct catalog *c, int64_t id, struct iverr *e);
+typedef int (*catalog_version_fn)(const struct catalog_version *v, void *arg);
+/* Every version of the user's images, in id order, from id @after on. */
+int catalog_version_list_user(struct catalog *c, uint32_t uid, int64_t after,
+			      catalog_version_fn fn, void *arg, struct iverr *e);
+/* Whether any version references blob @id. */
+int catalog_blob_referenced(struct catalog *c, const struct blob_id *id, bool *out,
+			    struct iverr *e);
+
+/* ---- the audit trail (rows only; audit.h chains them) ------------------ */
+
+struct catalog_audit {
+	int64_t seq;
+	int64_t time;
+	int64_t actor;          /* uid of the caller */
+	int64_t subject;        /* uid whose vault it concerns, -1 for none */
+	char action[32];
+	char object[80];        /* ids, never names */
+	char result[16];
+	char detail[256];
+	uint8_t hash[32];
+};
+
+/* Inserts @a as is: the caller sets seq (last + 1) and the chained hash. */
+int catalog_audit_insert(struct catalog *c, struct catalog_audit *a, struct iverr *e);
+/* The newest entry, or -ENOENT when the trail is empty. */
+int catalog_audit_last(struct catalog *c, struct catalog_audit *a, struct iverr *e);
+typedef int (*catalog_audit_fn)(const struct catalog_audit *a, void *arg);
+int catalog_audit_list(struct catalog *c, catalog_audit_fn fn, void *arg, struct iverr *e);
+
+#endif

@@ -1,0 +1,240 @@
+/*
+ * vault — the engine: a store, its users, albums and images.
+ *
+ * A store is a directory:
+ *
+ *     STORE/imgvault-store     marker: "imgvault store format 1"
+ *     STORE/lock               held (flock) by the one process that owns the store
+ *     STORE/catalog.db         sqlite catalog (catalog.h), WAL mode
+ *     STORE/blobs/, STORE/tmp/ encrypted blobs (blob.h, blobstore.h)
+ *
+ * Opening a store takes its lock: one process owns a store at a time and a
+ * second one gets -IV_EBUSY naming the owner.  Content is reached through a
+ * session, the unlocked keys of one user; a session only ever sees its own
+ * user's albums and images.
+ *
+ * Functions return 0 or -errno with a message in @e.  Nothing here is
+ * thread-safe: the owner of a struct vault serialises calls.
+ */
+#ifndef IMGVAULT_VAULT_H
+#define IMGVAULT_VAULT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "catalog.h"
+#include "iverr.h"
+#include "keys.h"
+
+#define VAULT_FORMAT 1
+#define VAULT_DEFAULT_ALBUM "default"
+#define VAULT_MIME_MAX 64
+
+struct vault;
+struct vault_session;
+struct vault_file;
+
+/* ---- stores ----------------------------------------------------------- */
+
+/*
+ * Creates an empty store at @dir (which must be missing or empty).  With
+ * @server_key_path it is a system-mode store: the key file is created
+ * (0400) if it does not exist, and its check value recorded.
+ */
+int vault_init(const char *dir, const char *server_key_path, struct iverr *e);
+
+/*
+ * Opens the store at @dir and takes its lock; @purpose ("imgvault import")
+ * is what a second process is told.  The caller owns *out (vault_close).
+ */
+int vault_open(const char *dir, const char *purpose, struct vault **out, struct iverr *e);
+void vault_close(struct vault *v);
+
+bool vault_is_system(const struct vault *v);
+const char *vault_path(const struct vault *v);
+struct catalog *vault_catalog(struct vault *v);
+
+/* Whether @sk is this store's server key: -IV_EAUTH when it is not. */
+int vault_check_server_key(struct vault *v, const struct server_key *sk, struct iverr *e);
+
+/* Appends to the audit trail as the calling process (best effort: a failure
+ * to audit is reported in @e but never hides the original result). */
+void vault_audit(struct vault *v, int64_t subject, const char *action, const char *object,
+		 const char *result, const char *detail);
+
+/* ---- users ------------------------------------------------------------ */
+
+/*
+ * Adds a vault for @uid with a fresh user key, sealed in: a server slot
+ * (when @sk), a passphrase slot (when @pass), and a recovery slot whose new
+ * code is written to @recovery (show it once).  Creates the album "default".
+ */
+int vault_user_add(struct vault *v, uint32_t uid, const struct server_key *sk,
+		   const char *pass, size_t pass_len, const struct keys_kdf_cost *cost,
+		   char recovery[KEYS_RECOVERY_CODE_LEN + 1], struct iverr *e);
+
+/*
+ * Unlocks @uid's vault with the secret of a slot of @kind.  A wrong secret
+ * gives -IV_EAUTH and an audit entry.  The caller owns *out.
+ */
+int vault_unlock(struct vault *v, uint32_t uid, enum key_slot_kind kind,
+		 const void *secret, size_t len, struct vault_session **out,
+		 struct iverr *e);
+/* Wipes the keys and frees; NULL is a no-op. */
+void vault_session_close(struct vault_session *s);
+uint32_t vault_session_uid(const struct vault_session *s);
+
+/* Seals the session's user key into a (new) slot of @kind, replacing the
+ * old one: changing a passphrase re-encrypts nothing.  For a recovery slot
+ * a new code is made and written to @recovery. */
+int vault_set_slot(struct vault_session *s, enum key_slot_kind kind, const void *secret,
+		   size_t len, const struct keys_kdf_cost *cost,
+		   char recovery[KEYS_RECOVERY_CODE_LEN + 1], struct iverr *e);
+
+/* Crypto-shreds @uid: key slots wiped, blobs removed, rows deleted. */
+int vault_user_delete(struct vault *v, uint32_t uid, struct iverr *e);
+
+struct vault_user_info {
+	uint32_t uid;
+	bool web_read;
+	uint64_t quota;
+	unsigned slots;            /* bit (1 << enum key_slot_kind) */
+	uint64_t images;
+	uint64_t bytes;
+	enum catalog_rekey rekey;
+};
+typedef int (*vault_user_fn)(const struct vault_user_info *u, void *arg);
+int vault_user_list(struct vault *v, vault_user_fn fn, void *arg, struct iverr *e);
+int vault_user_info(struct vault *v, uint32_t uid, struct vault_user_info *out,
+		    struct iverr *e);
+/* Settings by name: "web-read" = on|off, "quota" = bytes with an optional
+ * K, M, G or T suffix (0 or "none" for none). */
+int vault_user_set(struct vault *v, uint32_t uid, const char *key, const char *value,
+		   struct iverr *e);
+
+/* ---- albums ----------------------------------------------------------- */
+
+/* Names: 1..255 bytes, no '/', no NUL, not "." or "..".  Any other bytes
+ * (newlines, invalid UTF-8) are kept as they are.  -EINVAL or
+ * -ENAMETOOLONG otherwise. */
+int vault_check_name(const char *name, size_t len, const char *what, struct iverr *e);
+
+int vault_album_find(struct vault_session *s, const char *name, size_t len, int64_t *id,
+		     struct iverr *e);
+int vault_album_create(struct vault_session *s, const char *name, size_t len, int64_t *id,
+		       struct iverr *e);
+/* Finds the album or creates it. */
+int vault_album_ensure(struct vault_session *s, const char *name, size_t len, int64_t *id,
+		       struct iverr *e);
+/* -ENOTEMPTY while it holds images. */
+int vault_album_remove(struct vault_session *s, int64_t id, struct iverr *e);
+/* @name is not NUL-terminated in general; it may hold any byte but '/'. */
+typedef int (*vault_album_fn)(int64_t id, const char *name, size_t len, void *arg);
+int vault_album_list(struct vault_session *s, vault_album_fn fn, void *arg, struct iverr *e);
+
+/* ---- images ----------------------------------------------------------- */
+
+struct vault_image {
+	int64_t id;
+	int64_t album_id;
+	uint8_t pid[CATALOG_PID_LEN];
+	char name[CATALOG_NAME_MAX + 1];   /* NUL-terminated, may hold any byte */
+	size_t name_len;
+	uint64_t size;                      /* current version; 0 for a placeholder */
+	char mime[VAULT_MIME_MAX];
+	uint32_t width, height;             /* 0 until the image pipeline measures them */
+	uint8_t sha256[32];
+	int64_t created, mtime;
+	bool damaged;                       /* a stored check failed */
+	bool edited;                        /* current differs from pristine */
+	int64_t current_version, pristine_version;
+};
+
+int vault_image_find(struct vault_session *s, int64_t album_id, const char *name,
+		     size_t len, struct vault_image *out, struct iverr *e);
+typedef int (*vault_image_fn)(const struct vault_image *im, void *arg);
+int vault_image_list(struct vault_session *s, int64_t album_id, vault_image_fn fn,
+		     void *arg, struct iverr *e);
+
+/*
+ * Stores @data as image @name in album @album_id: a new image, or a new
+ * version of an existing one (its pristine version stays).  Content is
+ * admitted by image.h first; a refusal gives -IV_EREJECT and stores
+ * nothing.  The blob is durable before the catalog points at it, so a crash
+ * at any moment leaves the old version or the new one.  *out describes the
+ * result (may be NULL).
+ */
+int vault_import(struct vault_session *s, int64_t album_id, const char *name, size_t len,
+		 const void *data, size_t size, struct vault_image *out, struct iverr *e);
+
+/* Deletes the image, its pristine version included. */
+int vault_image_remove(struct vault_session *s, int64_t image_id, struct iverr *e);
+
+/* ---- reading ---------------------------------------------------------- */
+
+enum vault_variant {
+	VAULT_ORIGINAL = 0,   /* the current version */
+	VAULT_PRISTINE = 1,   /* the first version ever committed */
+};
+
+/*
+ * Opens a version of an image for reading; its header is authenticated
+ * here.  Damage gives -IV_EDAMAGE with a message naming the image, and an
+ * audit entry.  The caller owns *out (vault_file_close).
+ */
+int vault_file_open(struct vault_session *s, int64_t image_id, enum vault_variant which,
+		    struct vault_file **out, struct iverr *e);
+uint64_t vault_file_size(const struct vault_file *f);
+/* Like pread(2): bytes read, 0 at the end, or -errno (-IV_EDAMAGE). */
+ssize_t vault_file_pread(struct vault_file *f, void *buf, size_t len, uint64_t off,
+			 struct iverr *e);
+/* Reads the whole file and compares its SHA-256 with the catalog's. */
+int vault_file_verify(struct vault_file *f, struct iverr *e);
+void vault_file_close(struct vault_file *f);
+
+/* ---- maintenance ------------------------------------------------------ */
+
+/* Progress of a long operation: items and bytes done out of totals. */
+typedef void (*vault_progress_fn)(void *arg, uint64_t items, uint64_t items_total,
+				  uint64_t bytes, uint64_t bytes_total);
+/* One problem found by fsck, in words ("alice: trips/a.jpg: blob … truncated"). */
+typedef void (*vault_problem_fn)(void *arg, const char *problem);
+
+struct vault_fsck_report {
+	uint64_t versions_checked;
+	uint64_t bytes_verified;      /* decrypted and hashed */
+	uint64_t problems;            /* damage: the store is not clean */
+	uint64_t orphans_removed;     /* unreferenced blobs and temporaries */
+	uint64_t users_unverified;    /* users whose keys were not at hand */
+	bool catalog_damaged;
+	bool audit_broken;
+};
+
+/*
+ * Checks the store: catalog integrity, the audit chain, every blob's
+ * structure, and for each user with an open session in @sessions, every
+ * chunk and SHA-256.  Leftovers of interrupted writes (temporaries and
+ * unreferenced blobs) are removed.  With @repair, damaged images are marked
+ * damaged in the catalog.  Each problem goes to @problem and the audit trail.
+ */
+int vault_fsck(struct vault *v, struct vault_session *const *sessions, size_t n_sessions,
+	       bool repair, vault_problem_fn problem, vault_progress_fn progress, void *arg,
+	       struct vault_fsck_report *r, struct iverr *e);
+
+/*
+ * Rotates the session's user key: a new key is sealed into the slots that
+ * can be resealed (the server slot with @sk, the passphrase slot with
+ * @pass; a passphrase slot that cannot be resealed is removed and
+ * *dropped_passphrase set), a new recovery code goes to @recovery, all
+ * metadata is re-encrypted, and every blob header is rewrapped — or, with
+ * @full, every blob re-encrypted under a new file key.  The work is
+ * recorded in the catalog: after an interruption the next vault_rekey of
+ * the same user resumes it (and @recovery stays empty).
+ */
+int vault_rekey(struct vault_session *s, bool full, const struct server_key *sk,
+		const char *pass, size_t pass_len, const struct keys_kdf_cost *cost,
+		char recovery[KEYS_RECOVERY_CODE_LEN + 1], bool *dropped_passphrase,
+		vault_progress_fn progress, void *arg, struct iverr *e);
+
+#endif
