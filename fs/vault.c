@@ -119,6 +119,11 @@ int vault_init(const char *dir, const char *server_key_path, struct iverr *e)
 	snprintf(path, sizeof(path), "%s/catalog.db", dir);
 	if ((ret = catalog_open(path, true, &cat, e)) < 0)
 		goto out_close;
+	/* sqlite honours the umask; its -wal and -shm files copy this mode. */
+	if (chmod(path, 0600) < 0) {
+		ret = iverr_set(e, errno, "cannot restrict %s: %s", path, strerror(errno));
+		goto out_close;
+	}
 	if ((ret = catalog_begin(cat, e)) < 0)
 		goto out_close;
 	if ((ret = catalog_meta_set(cat, "store_id", store_id, sizeof(store_id), e)) < 0 ||
@@ -1087,7 +1092,11 @@ int vault_file_open(struct vault_session *s, int64_t image_id, enum vault_varian
 	}
 	if ((ret = catalog_version_get(s->v->cat, vid, &f->ver, e)) < 0)
 		goto out_free;
-	ret = vault_open_version_blob(s, &f->ver, &f->r, e);
+	if (vault_open_attrs(s->keys, &f->ver, &f->attrs) < 0 &&
+	    (!s->prev || vault_open_attrs(s->prev, &f->ver, &f->attrs) < 0))
+		ret = iverr_set(e, IV_EDAMAGE, "its recorded attributes fail authentication");
+	else
+		ret = vault_open_version_blob(s, &f->ver, &f->r, e);
 	if (ret == -IV_EDAMAGE)
 		report_damage(s, &f->im, e);
 	if (ret < 0)
@@ -1120,7 +1129,6 @@ ssize_t vault_file_pread(struct vault_file *f, void *buf, size_t len, uint64_t o
 int vault_file_verify(struct vault_file *f, struct iverr *e)
 {
 	crypto_hash_sha256_state st;
-	struct version_attrs at;
 	uint8_t *buf, digest[32];
 	uint64_t off = 0;
 	ssize_t n;
@@ -1128,12 +1136,6 @@ int vault_file_verify(struct vault_file *f, struct iverr *e)
 
 	if (!f->r)
 		return 0;
-	if (vault_open_attrs(f->s->keys, &f->ver, &at) < 0 &&
-	    (!f->s->prev || vault_open_attrs(f->s->prev, &f->ver, &at) < 0)) {
-		iverr_set(e, IV_EDAMAGE, "its recorded attributes fail authentication");
-		report_damage(f->s, &f->im, e);
-		return -IV_EDAMAGE;
-	}
 	buf = malloc(1 << 20);
 	if (!buf)
 		return iverr_set(e, ENOMEM, "out of memory");
@@ -1146,12 +1148,22 @@ int vault_file_verify(struct vault_file *f, struct iverr *e)
 	if (n < 0)
 		return (int)n;
 	crypto_hash_sha256_final(&st, digest);
-	if (sodium_memcmp(digest, at.sha256, 32) != 0) {
+	if (sodium_memcmp(digest, f->attrs.sha256, 32) != 0) {
 		iverr_set(e, IV_EDAMAGE, "its content does not match the recorded SHA-256");
 		report_damage(f->s, &f->im, e);
 		ret = -IV_EDAMAGE;
 	}
 	return ret;
+}
+
+const struct vault_image *vault_file_image(const struct vault_file *f)
+{
+	return &f->im;
+}
+
+const uint8_t *vault_file_sha256(const struct vault_file *f)
+{
+	return f->attrs.sha256;
 }
 
 void vault_file_close(struct vault_file *f)

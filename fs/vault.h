@@ -186,6 +186,10 @@ enum vault_variant {
 int vault_file_open(struct vault_session *s, int64_t image_id, enum vault_variant which,
 		    struct vault_file **out, struct iverr *e);
 uint64_t vault_file_size(const struct vault_file *f);
+/* The image the file belongs to (name, ids, current attributes). */
+const struct vault_image *vault_file_image(const struct vault_file *f);
+/* The SHA-256 the catalog records for the opened version. */
+const uint8_t *vault_file_sha256(const struct vault_file *f);
 /* Like pread(2): bytes read, 0 at the end, or -errno (-IV_EDAMAGE). */
 ssize_t vault_file_pread(struct vault_file *f, void *buf, size_t len, uint64_t off,
 			 struct iverr *e);

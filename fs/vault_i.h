@@ -31,18 +31,19 @@ struct vault_session {
 	int64_t key_epoch;
 };
 
-struct vault_file {
-	struct vault_session *s;
-	struct blob_reader *r;
-	struct catalog_version ver;
-	struct vault_image im;
-};
-
 /* The decrypted attributes of a version. */
 struct version_attrs {
 	char mime[VAULT_MIME_MAX];
 	uint32_t width, height;
 	uint8_t sha256[32];
+};
+
+struct vault_file {
+	struct vault_session *s;
+	struct blob_reader *r;           /* NULL for an empty placeholder */
+	struct catalog_version ver;
+	struct version_attrs attrs;
+	struct vault_image im;
 };
 
 int64_t vault_now(void);

@@ -1,0 +1,99 @@
+/*
+ * cli — what the imgvault commands share: the parsed options, the open
+ * store, and the ways to reach a user's session, print names and fail.
+ *
+ * Commands live in cli_store.c (init, user), cli_content.c (import,
+ * export, ls, cat, rm) and cli_maint.c (fsck, rekey, audit); imgvault.c
+ * parses the command line and dispatches.
+ */
+#ifndef IMGVAULT_CLI_H
+#define IMGVAULT_CLI_H
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "keys.h"
+#include "vault.h"
+
+/* Exit codes (documented in imgvault(1) and --help). */
+enum cli_exit {
+	EXIT_OK = 0,
+	EXIT_FAIL = 1,        /* the command failed; the message says why */
+	EXIT_USAGE = 2,       /* bad command line */
+	EXIT_AUTH = 3,        /* wrong passphrase, server key or recovery code */
+	EXIT_BUSY = 4,        /* another process owns the store */
+	EXIT_DAMAGE = 5,      /* damage found: fsck, a read, audit verify */
+	EXIT_PARTIAL = 6,     /* some inputs were refused, the rest was done */
+};
+
+struct cli {
+	const char *prog;
+	const char *command;          /* "import", "user add", … for messages */
+	const char *store;
+	const char *server_key_path;
+	const char *passphrase_file;
+	const char *new_passphrase_file;
+	const char *recovery_code_file;
+	const char *user;
+	const char *album;
+	const char *kdf;
+	long limit;                   /* audit -n */
+	bool json, quiet, progress;
+	bool full, repair, pristine, yes, no_passphrase;
+	char **args;                  /* positional arguments after the command */
+	int nargs;
+};
+
+/* Prints "imgvault: MSG" to stderr and returns the exit code for @err. */
+int cli_fail(const struct cli *c, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* The exit code an engine error (negative errno) maps to. */
+int cli_exit_code(int err);
+int cli_usage(const struct cli *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* Opens the store named by --store (or the default) for @c->command. */
+int cli_open_store(struct cli *c, struct vault **out, struct iverr *e);
+
+/* Resolves a user name (or a numeric uid) to a uid. */
+int cli_lookup_user(const char *name, uid_t *uid, struct iverr *e);
+/* The name of @uid, or its number, in @buf. */
+const char *cli_user_name(uid_t uid, char *buf, size_t cap);
+
+/* Loads the server key from --server-key or its default places. */
+int cli_load_server_key(const struct cli *c, struct server_key **out, struct iverr *e);
+
+/*
+ * Unlocks the vault the command acts on: in a system store as root with
+ * the server key, --user NAME's; otherwise the caller's own (or --user,
+ * as root) with the passphrase.  The caller owns *out.
+ */
+int cli_session(struct cli *c, struct vault *v, struct vault_session **out, struct iverr *e);
+
+/* The kdf cost of --kdf (or the default). */
+int cli_kdf_cost(const struct cli *c, struct keys_kdf_cost *out, struct iverr *e);
+
+/* Writes @name for a person: control characters, backslashes and bytes that
+ * are not UTF-8 as escapes (\n, \\, \xff). */
+void cli_print_name(FILE *f, const char *name, size_t len);
+/* Writes @s as a JSON string; bytes that are not UTF-8 become \udcXX (the
+ * "surrogateescape" convention, so the exact bytes can be recovered). */
+void cli_json_string(FILE *f, const char *s, size_t len);
+
+/* Splits "album/name" (album may be omitted: "default"). */
+int cli_split_path(const char *arg, const char **album, size_t *album_len,
+		   const char **name, size_t *name_len, struct iverr *e);
+
+int cmd_init(struct cli *c);
+int cmd_user(struct cli *c);
+int cmd_import(struct cli *c);
+int cmd_export(struct cli *c);
+int cmd_ls(struct cli *c);
+int cmd_cat(struct cli *c);
+int cmd_rm(struct cli *c);
+int cmd_fsck(struct cli *c);
+int cmd_rekey(struct cli *c);
+int cmd_audit(struct cli *c);
+
+#endif

@@ -1,0 +1,605 @@
+/* imgvault import, export, ls, cat and rm. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "bytes.h"
+#include "cli.h"
+#include "progress.h"
+
+/* Until the image pipeline brings configurable limits, a hard ceiling keeps
+ * one import from exhausting memory. */
+#define IMPORT_MAX ((uint64_t)256 << 20)
+#define IO_CHUNK (1 << 20)
+
+struct import_file {
+	char *path;
+	uint64_t size;
+};
+
+struct import_list {
+	struct import_file *v;
+	size_t n, cap;
+	uint64_t bytes;
+};
+
+static int list_add(struct import_list *l, const char *path, uint64_t size)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 64;
+		struct import_file *p = realloc(l->v, cap * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		l->v = p;
+		l->cap = cap;
+	}
+	if (!(l->v[l->n].path = strdup(path)))
+		return -ENOMEM;
+	l->v[l->n++].size = size;
+	l->bytes += size;
+	return 0;
+}
+
+static void list_free(struct import_list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i].path);
+	free(l->v);
+}
+
+static int by_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Adds every regular file below @dir, in name order; symbolic links inside
+ * directories are skipped, as cp -r would copy the link, not an image. */
+static int walk(const struct cli *c, const char *dir, struct import_list *l)
+{
+	char **names = NULL, path[4096];
+	size_t n = 0, cap = 0;
+	struct dirent *d;
+	struct stat st;
+	int ret = 0;
+	DIR *dp = opendir(dir);
+
+	if (!dp) {
+		fprintf(stderr, "%s: skipped %s: %s\n", c->prog, dir, strerror(errno));
+		return 1;
+	}
+	while ((d = readdir(dp))) {
+		if (!strcmp(d->d_name, ".") || !strcmp(d->d_name, ".."))
+			continue;
+		if (n == cap) {
+			char **p = realloc(names, (cap = cap ? 2 * cap : 64) * sizeof(*p));
+			if (!p) {
+				ret = -ENOMEM;
+				goto out;
+			}
+			names = p;
+		}
+		if (!(names[n] = strdup(d->d_name))) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		n++;
+	}
+	qsort(names, n, sizeof(*names), by_name);
+	for (size_t i = 0; ret >= 0 && i < n; i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+		if (lstat(path, &st) < 0)
+			continue;
+		if (S_ISDIR(st.st_mode))
+			ret = walk(c, path, l) < 0 ? -ENOMEM : ret;
+		else if (S_ISREG(st.st_mode))
+			ret = list_add(l, path, (uint64_t)st.st_size);
+		else if (!c->quiet)
+			fprintf(stderr, "%s: skipped %s: not a regular file\n", c->prog, path);
+	}
+out:
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	closedir(dp);
+	return ret;
+}
+
+/* Reads a whole file; the caller owns *out. */
+static int read_file(const char *path, uint8_t **out, size_t *len, struct iverr *e)
+{
+	struct stat st;
+	uint8_t *buf = NULL;
+	size_t done = 0;
+	int ret = 0, fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	*out = NULL;
+	if (fd < 0)
+		return iverr_set(e, errno, "%s", strerror(errno));
+	if (fstat(fd, &st) < 0) {
+		ret = iverr_set(e, errno, "%s", strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		ret = iverr_set(e, EINVAL, "not a regular file");
+		goto out;
+	}
+	if ((uint64_t)st.st_size > IMPORT_MAX) {
+		ret = iverr_set(e, EFBIG, "%lld bytes is over the %llu MiB import limit",
+				(long long)st.st_size, (unsigned long long)(IMPORT_MAX >> 20));
+		goto out;
+	}
+	buf = malloc(st.st_size ? (size_t)st.st_size : 1);
+	if (!buf) {
+		ret = iverr_set(e, ENOMEM, "out of memory");
+		goto out;
+	}
+	while (done < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + done, (size_t)st.st_size - done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			ret = iverr_set(e, n < 0 ? errno : EIO, "%s",
+					n < 0 ? strerror(errno) : "it shrank while being read");
+			goto out;
+		}
+		done += (size_t)n;
+	}
+	*out = buf;
+	*len = done;
+	buf = NULL;
+out:
+	free(buf);
+	close(fd);
+	return ret;
+}
+
+static void print_image_json(const char *album, size_t album_len, const struct vault_image *im)
+{
+	char pid[33], sha[65];
+
+	hex_encode(im->pid, sizeof(im->pid), pid);
+	hex_encode(im->sha256, sizeof(im->sha256), sha);
+	printf("\"album\":");
+	cli_json_string(stdout, album, album_len);
+	printf(",\"name\":");
+	cli_json_string(stdout, im->name, im->name_len);
+	printf(",\"id\":\"%s\",\"size\":%" PRIu64 ",\"mime\":\"%s\",\"sha256\":\"%s\","
+	       "\"mtime\":%" PRId64 ",\"damaged\":%s,\"edited\":%s", pid, im->size, im->mime,
+	       im->size ? sha : "", im->mtime, im->damaged ? "true" : "false",
+	       im->edited ? "true" : "false");
+}
+
+/* A problem with one input file (not with the store): reported, skipped. */
+static bool input_problem(int ret)
+{
+	return ret == -IV_EREJECT || ret == -ENAMETOOLONG || ret == -EACCES || ret == -EFBIG ||
+	       ret == -ENOENT || ret == -EISDIR || ret == -EPERM;
+}
+
+int cmd_import(struct cli *c)
+{
+	struct iverr e = { 0 };
+	struct vault *v = NULL;
+	struct vault_session *s = NULL;
+	struct import_list files = { 0 };
+	struct progress bar;
+	const char *album = c->album ? c->album : VAULT_DEFAULT_ALBUM;
+	uint64_t done_bytes = 0;
+	size_t imported = 0, refused = 0, i = 0;
+	int64_t album_id;
+	struct stat st;
+	int ret = 0;
+
+	if (c->nargs < 1)
+		return cli_usage(c, "usage: imgvault import [--album ALBUM] PATH...");
+	for (int a = 0; a < c->nargs && ret >= 0; a++) {
+		if (stat(c->args[a], &st) < 0) {
+			fprintf(stderr, "%s: skipped %s: %s\n", c->prog, c->args[a], strerror(errno));
+			refused++;
+		} else if (S_ISDIR(st.st_mode)) {
+			ret = walk(c, c->args[a], &files);
+			if (ret > 0) {
+				refused += (size_t)ret;
+				ret = 0;
+			}
+		} else {
+			ret = list_add(&files, c->args[a], (uint64_t)st.st_size);
+		}
+	}
+	if (ret < 0) {
+		ret = iverr_set(&e, ENOMEM, "out of memory listing the files");
+		goto out;
+	}
+	if ((ret = cli_open_store(c, &v, &e)) < 0 || (ret = cli_session(c, v, &s, &e)) < 0 ||
+	    (ret = vault_album_ensure(s, album, strlen(album), &album_id, &e)) < 0)
+		goto out;
+	progress_init(&bar, "importing", c->progress && !c->json && !c->quiet);
+	for (i = 0; i < files.n; i++) {
+		const char *path = files.v[i].path, *base = strrchr(path, '/');
+		struct vault_image im;
+		uint8_t *data;
+		size_t len = 0;
+
+		base = base ? base + 1 : path;
+		iverr_clear(&e);
+		ret = read_file(path, &data, &len, &e);
+		if (ret == 0) {
+			ret = vault_import(s, album_id, base, strlen(base), data, len, &im, &e);
+			free(data);
+		}
+		done_bytes += files.v[i].size;
+		if (ret < 0 && input_problem(ret)) {
+			progress_done(&bar);
+			refused++;
+			fprintf(stderr, "%s: skipped %s: %s\n", c->prog, path, e.msg);
+			if (c->json) {
+				printf("{\"path\":");
+				cli_json_string(stdout, path, strlen(path));
+				printf(",\"error\":");
+				cli_json_string(stdout, e.msg, strlen(e.msg));
+				printf("}\n");
+			}
+			ret = 0;
+			continue;
+		}
+		if (ret < 0)
+			break;   /* a store problem: stop, the store is consistent */
+		imported++;
+		progress_done(&bar);
+		if (c->json) {
+			printf("{\"path\":");
+			cli_json_string(stdout, path, strlen(path));
+			printf(",");
+			print_image_json(album, strlen(album), &im);
+			printf("}\n");
+		} else if (!c->quiet) {
+			printf("imported %s as %s/", path, album);
+			cli_print_name(stdout, im.name, im.name_len);
+			putchar('\n');
+		}
+		fflush(stdout);   /* "imported" is a promise: say it as soon as it holds */
+		progress_update(&bar, i + 1, files.n, done_bytes, files.bytes);
+	}
+	progress_done(&bar);
+	if (ret < 0) {
+		ret = cli_fail(c, ret, "import stopped at %s: %s; %zu of %zu files were imported "
+			       "and the store is consistent; fix the cause and run the import "
+			       "again", files.v[i].path, e.msg, imported, files.n);
+		goto out_quiet;
+	}
+	if (c->json)
+		printf("{\"imported\":%zu,\"refused\":%zu}\n", imported, refused);
+	else if (!c->quiet)
+		printf("%zu imported, %zu refused\n", imported, refused);
+	ret = refused ? EXIT_PARTIAL : EXIT_OK;
+	goto out_quiet;
+out:
+	ret = ret < 0 ? cli_fail(c, ret, "import: %s", e.msg) : EXIT_OK;
+out_quiet:
+	list_free(&files);
+	vault_session_close(s);
+	vault_close(v);
+	return ret;
+}
+
+/* Copies an open file to @fd (or stdout), hashing; -IV_EDAMAGE on mismatch. */
+static int copy_out(struct vault_file *f, int fd, struct iverr *e)
+{
+	crypto_hash_sha256_state st;
+	uint8_t digest[32], *buf = malloc(IO_CHUNK);
+	uint64_t off = 0;
+	ssize_t n;
+	int ret = 0;
+
+	if (!buf)
+		return iverr_set(e, ENOMEM, "out of memory");
+	crypto_hash_sha256_init(&st);
+	while ((n = vault_file_pread(f, buf, IO_CHUNK, off, e)) > 0) {
+		crypto_hash_sha256_update(&st, buf, (size_t)n);
+		for (ssize_t w = 0; w < n;) {
+			ssize_t k = write(fd, buf + w, (size_t)(n - w));
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k < 0) {
+				ret = iverr_set(e, errno, "cannot write: %s", strerror(errno));
+				goto out;
+			}
+			w += k;
+		}
+		off += (uint64_t)n;
+	}
+	if (n < 0) {
+		ret = (int)n;
+		goto out;
+	}
+	crypto_hash_sha256_final(&st, digest);
+	if (off && sodium_memcmp(digest, vault_file_sha256(f), 32) != 0)
+		ret = iverr_set(e, IV_EDAMAGE, "image '%s' does not match its recorded SHA-256; "
+				"run imgvault fsck", vault_file_image(f)->name);
+out:
+	free(buf);
+	return ret;
+}
+
+struct export_ctx {
+	struct cli *c;
+	struct vault_session *s;
+	int dirfd;
+	const char *album;
+	size_t album_len;
+	size_t exported, damaged;
+	int err;                 /* first store-level failure */
+	struct iverr *e;
+};
+
+static int export_image(const struct vault_image *im, void *arg)
+{
+	struct export_ctx *x = arg;
+	struct vault_file *f = NULL;
+	struct iverr err = { 0 };
+	struct timespec times[2];
+	int fd, ret;
+
+	ret = vault_file_open(x->s, im->id, x->c->pristine ? VAULT_PRISTINE : VAULT_ORIGINAL,
+			      &f, &err);
+	if (ret == 0) {
+		fd = openat(x->dirfd, im->name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+			    0600);
+		if (fd < 0) {
+			ret = iverr_set(&err, errno, "cannot create it: %s", strerror(errno));
+		} else {
+			ret = copy_out(f, fd, &err);
+			times[0].tv_sec = times[1].tv_sec = im->mtime;
+			times[0].tv_nsec = times[1].tv_nsec = 0;
+			futimens(fd, times);
+			if (close(fd) < 0 && ret == 0)
+				ret = iverr_set(&err, errno, "cannot write it: %s", strerror(errno));
+			if (ret < 0)
+				unlinkat(x->dirfd, im->name, 0);   /* never leave wrong bytes */
+		}
+	}
+	vault_file_close(f);
+	if (ret == -IV_EDAMAGE) {
+		x->damaged++;
+		fprintf(stderr, "%s: not exported: %s\n", x->c->prog, err.msg);
+		return 0;
+	}
+	if (ret < 0) {
+		x->err = ret;
+		iverr_set(x->e, err.code, "%.*s/%s: %s", (int)x->album_len, x->album, im->name,
+			  err.msg);
+		return ret;
+	}
+	x->exported++;
+	if (x->c->json) {
+		printf("{");
+		print_image_json(x->album, x->album_len, im);
+		printf("}\n");
+	}
+	return 0;
+}
+
+static int export_album(int64_t id, const char *name, size_t len, void *arg)
+{
+	struct export_ctx *x = arg;
+	int parent = x->dirfd, ret;
+	char dname[CATALOG_NAME_MAX + 1];
+
+	if (x->c->album && (strlen(x->c->album) != len || memcmp(x->c->album, name, len)))
+		return 0;
+	snprintf(dname, sizeof(dname), "%.*s", (int)len, name);
+	if (mkdirat(parent, dname, 0700) < 0 && errno != EEXIST)
+		return iverr_set(x->e, errno, "cannot create %s: %s", dname, strerror(errno));
+	x->dirfd = openat(parent, dname, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (x->dirfd < 0) {
+		x->dirfd = parent;
+		return iverr_set(x->e, errno, "cannot open %s: %s", dname, strerror(errno));
+	}
+	x->album = name;
+	x->album_len = len;
+	ret = vault_image_list(x->s, id, export_image, x, x->e);
+	close(x->dirfd);
+	x->dirfd = parent;
+	return ret;
+}
+
+int cmd_export(struct cli *c)
+{
+	struct iverr e = { 0 };
+	struct vault *v = NULL;
+	struct vault_session *s = NULL;
+	struct export_ctx x = { .c = c, .e = &e, .dirfd = -1 };
+	int64_t album_id;
+	int ret;
+
+	if (c->nargs != 1)
+		return cli_usage(c, "usage: imgvault export [--album ALBUM] DEST");
+	if (mkdir(c->args[0], 0700) < 0 && errno != EEXIST)
+		return cli_fail(c, -errno, "export: cannot create %s: %s", c->args[0], strerror(errno));
+	x.dirfd = open(c->args[0], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (x.dirfd < 0)
+		return cli_fail(c, -errno, "export: cannot open %s: %s", c->args[0], strerror(errno));
+	if ((ret = cli_open_store(c, &v, &e)) < 0 || (ret = cli_session(c, v, &s, &e)) < 0)
+		goto out;
+	x.s = s;
+	if (c->album && (ret = vault_album_find(s, c->album, strlen(c->album), &album_id, &e)) < 0)
+		goto out;
+	ret = vault_album_list(s, export_album, &x, &e);
+	if (ret == 0 && !c->json && !c->quiet)
+		printf("%zu images exported to %s%s\n", x.exported, c->args[0],
+		       x.damaged ? " (damaged ones were not)" : "");
+out:
+	close(x.dirfd);
+	vault_session_close(s);
+	vault_close(v);
+	if (ret < 0)
+		return cli_fail(c, ret, "export: %s", e.msg);
+	return x.damaged ? EXIT_DAMAGE : EXIT_OK;
+}
+
+struct ls_ctx {
+	struct cli *c;
+	struct vault_session *s;
+	const char *album;
+	size_t album_len;
+	uint64_t count, bytes;
+};
+
+static int count_image(const struct vault_image *im, void *arg)
+{
+	struct ls_ctx *x = arg;
+
+	x->count++;
+	x->bytes += im->size;
+	return 0;
+}
+
+static int ls_album(int64_t id, const char *name, size_t len, void *arg)
+{
+	struct ls_ctx *x = arg;
+	char size[32];
+	int ret;
+
+	x->count = x->bytes = 0;
+	if ((ret = vault_image_list(x->s, id, count_image, x, NULL)) < 0)
+		return ret;
+	if (x->c->json) {
+		printf("{\"album\":");
+		cli_json_string(stdout, name, len);
+		printf(",\"images\":%" PRIu64 ",\"bytes\":%" PRIu64 "}\n", x->count, x->bytes);
+	} else {
+		printf("%6" PRIu64 " images %10s  ", x->count, progress_bytes(x->bytes, size));
+		cli_print_name(stdout, name, len);
+		putchar('\n');
+	}
+	return 0;
+}
+
+static int ls_image(const struct vault_image *im, void *arg)
+{
+	struct ls_ctx *x = arg;
+	char when[32];
+	time_t t = (time_t)im->mtime;
+	struct tm tm;
+
+	if (x->c->json) {
+		printf("{");
+		print_image_json(x->album, x->album_len, im);
+		printf("}\n");
+		return 0;
+	}
+	strftime(when, sizeof(when), "%Y-%m-%d %H:%M", localtime_r(&t, &tm));
+	printf("%10" PRIu64 "  %s  %-11s%s ", im->size, when, im->size ? im->mime : "(empty)",
+	       im->damaged ? " DAMAGED" : im->edited ? " edited" : "");
+	cli_print_name(stdout, im->name, im->name_len);
+	putchar('\n');
+	return 0;
+}
+
+int cmd_ls(struct cli *c)
+{
+	struct iverr e = { 0 };
+	struct vault *v = NULL;
+	struct vault_session *s = NULL;
+	struct ls_ctx x = { .c = c };
+	int64_t album_id;
+	int ret;
+
+	if (c->nargs > 1)
+		return cli_usage(c, "usage: imgvault ls [ALBUM]");
+	if ((ret = cli_open_store(c, &v, &e)) < 0 || (ret = cli_session(c, v, &s, &e)) < 0)
+		goto out;
+	x.s = s;
+	if (c->nargs == 0) {
+		ret = vault_album_list(s, ls_album, &x, &e);
+		goto out;
+	}
+	x.album = c->args[0];
+	x.album_len = strlen(c->args[0]);
+	if ((ret = vault_album_find(s, x.album, x.album_len, &album_id, &e)) < 0)
+		goto out;
+	ret = vault_image_list(s, album_id, ls_image, &x, &e);
+out:
+	vault_session_close(s);
+	vault_close(v);
+	return ret < 0 ? cli_fail(c, ret, "ls: %s", e.msg) : EXIT_OK;
+}
+
+/* Finds ALBUM/NAME in the session's vault. */
+static int find_path(struct vault_session *s, const char *arg, struct vault_image *im,
+		     struct iverr *e)
+{
+	const char *album, *name;
+	size_t album_len, name_len;
+	int64_t album_id;
+	int ret;
+
+	if ((ret = cli_split_path(arg, &album, &album_len, &name, &name_len, e)) < 0 ||
+	    (ret = vault_album_find(s, album, album_len, &album_id, e)) < 0)
+		return ret;
+	return vault_image_find(s, album_id, name, name_len, im, e);
+}
+
+int cmd_cat(struct cli *c)
+{
+	struct iverr e = { 0 };
+	struct vault *v = NULL;
+	struct vault_session *s = NULL;
+	struct vault_file *f = NULL;
+	struct vault_image im;
+	int ret;
+
+	if (c->nargs != 1)
+		return cli_usage(c, "usage: imgvault cat [--pristine] ALBUM/NAME");
+	if (isatty(STDOUT_FILENO))
+		return cli_fail(c, -EINVAL, "cat: refusing to write image bytes to a terminal; "
+				"redirect to a file (imgvault cat %s > FILE)", c->args[0]);
+	if ((ret = cli_open_store(c, &v, &e)) < 0 || (ret = cli_session(c, v, &s, &e)) < 0 ||
+	    (ret = find_path(s, c->args[0], &im, &e)) < 0 ||
+	    (ret = vault_file_open(s, im.id, c->pristine ? VAULT_PRISTINE : VAULT_ORIGINAL, &f, &e)) < 0)
+		goto out;
+	ret = copy_out(f, STDOUT_FILENO, &e);
+out:
+	vault_file_close(f);
+	vault_session_close(s);
+	vault_close(v);
+	return ret < 0 ? cli_fail(c, ret, "cat %s: %s", c->args[0], e.msg) : EXIT_OK;
+}
+
+int cmd_rm(struct cli *c)
+{
+	struct iverr e = { 0 };
+	struct vault *v = NULL;
+	struct vault_session *s = NULL;
+	struct vault_image im;
+	int ret, failed = 0;
+
+	if (c->nargs < 1)
+		return cli_usage(c, "usage: imgvault rm ALBUM/NAME...");
+	if ((ret = cli_open_store(c, &v, &e)) < 0 || (ret = cli_session(c, v, &s, &e)) < 0)
+		goto out;
+	for (int i = 0; i < c->nargs; i++) {
+		iverr_clear(&e);
+		if ((ret = find_path(s, c->args[i], &im, &e)) < 0 ||
+		    (ret = vault_image_remove(s, im.id, &e)) < 0) {
+			failed = cli_fail(c, ret, "rm %s: %s", c->args[i], e.msg);
+			continue;
+		}
+		if (!c->quiet && !c->json)
+			printf("removed %s\n", c->args[i]);
+	}
+	ret = 0;
+out:
+	vault_session_close(s);
+	vault_close(v);
+	if (ret < 0)
+		return cli_fail(c, ret, "rm: %s", e.msg);
+	return failed;
+}

@@ -1,0 +1,287 @@
+/* imgvault fsck, rekey and audit. */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "audit.h"
+#include "bytes.h"
+#include "cli.h"
+#include "progress.h"
+#include "prompt.h"
+
+struct uid_list {
+	uint32_t *v;
+	size_t n;
+};
+
+static int collect_uid(const struct vault_user_info *u, void *arg)
+{
+	struct uid_list *l = arg;
+	uint32_t *p = realloc(l->v, (l->n + 1) * sizeof(*p));
+
+	if (!p)
+		return -ENOMEM;
+	l->v = p;
+	l->v[l->n++] = u->uid;
+	return 0;
+}
+
+struct fsck_out {
+	struct cli *c;
+	struct progress bar;
+};
+
+static void fsck_problem(void *arg, const char *problem)
+{
+	struct fsck_out *o = arg;
+
+	progress_done(&o->bar);
+	if (o->c->json) {
+		printf("{\"problem\":");
+		cli_json_string(stdout, problem, strlen(problem));
+		printf("}\n");
+	} else {
+		printf("damaged: ");
+		cli_print_name(stdout, problem, strlen(problem));
+		putchar('\n');
+	}
+	fflush(stdout);
+}
+
+/* Unlocks every vault the caller can: all of them with the server key in a
+ * system store, else the caller's own with the passphrase. */
+static int fsck_sessions(struct cli *c, struct vault *v, struct vault_session ***out,
+			 size_t *n, struct iverr *e)
+{
+	struct uid_list uids = { 0 };
+	struct server_key *sk = NULL;
+	struct vault_session **ss = NULL;
+	int ret;
+
+	*out = NULL;
+	*n = 0;
+	if (!(vault_is_system(v) && geteuid() == 0 && !c->user)) {
+		if (!(ss = calloc(1, sizeof(*ss))))
+			return iverr_set(e, ENOMEM, "out of memory");
+		ret = cli_session(c, v, &ss[0], e);
+		if (ret < 0) {
+			free(ss);
+			return ret;
+		}
+		*out = ss;
+		*n = 1;
+		return 0;
+	}
+	ret = cli_load_server_key(c, &sk, e);
+	if (ret < 0) {
+		/* Still useful: structure, orphans, catalog, audit chain. */
+		fprintf(stderr, "%s: fsck: %s; checking structure only, not content\n",
+			c->prog, e->msg);
+		iverr_clear(e);
+		return 0;
+	}
+	if ((ret = vault_check_server_key(v, sk, e)) < 0 ||
+	    (ret = vault_user_list(v, collect_uid, &uids, e)) < 0)
+		goto out;
+	if (!(ss = calloc(uids.n ? uids.n : 1, sizeof(*ss)))) {
+		ret = iverr_set(e, ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < uids.n; i++) {
+		struct iverr err = { 0 };
+		if (vault_unlock(v, uids.v[i], KEY_SLOT_SERVER, sk->k, KEYS_KEY_LEN, &ss[*n], &err) == 0)
+			(*n)++;
+		else
+			fprintf(stderr, "%s: fsck: uid %u: %s; checking its structure only\n",
+				c->prog, uids.v[i], err.msg);
+	}
+	*out = ss;
+out:
+	free(uids.v);
+	keys_server_free(sk);
+	return ret;
+}
+
+int cmd_fsck(struct cli *c)
+{
+	struct iverr e = { 0 };
+	struct vault *v = NULL;
+	struct vault_session **ss = NULL;
+	struct vault_fsck_report r;
+	struct fsck_out o = { .c = c };
+	char bytes[32];
+	size_t n = 0;
+	int ret;
+
+	if (c->nargs)
+		return cli_usage(c, "usage: imgvault fsck [--repair]");
+	if ((ret = cli_open_store(c, &v, &e)) < 0 || (ret = fsck_sessions(c, v, &ss, &n, &e)) < 0)
+		goto out;
+	progress_init(&o.bar, "checking", c->progress && !c->json && !c->quiet);
+	ret = vault_fsck(v, ss, n, c->repair, fsck_problem, progress_callback, &o.bar, &r, &e);
+	progress_done(&o.bar);
+	if (ret < 0)
+		goto out;
+	if (c->json) {
+		printf("{\"versions_checked\":%" PRIu64 ",\"bytes_verified\":%" PRIu64
+		       ",\"problems\":%" PRIu64 ",\"orphans_removed\":%" PRIu64
+		       ",\"users_unverified\":%" PRIu64 ",\"catalog_damaged\":%s,"
+		       "\"audit_broken\":%s}\n", r.versions_checked, r.bytes_verified,
+		       r.problems, r.orphans_removed, r.users_unverified,
+		       r.catalog_damaged ? "true" : "false", r.audit_broken ? "true" : "false");
+	} else if (!c->quiet || r.problems) {
+		printf("fsck: %" PRIu64 " versions checked, %s verified, %" PRIu64 " problems, "
+		       "%" PRIu64 " orphans removed%s\n", r.versions_checked,
+		       progress_bytes(r.bytes_verified, bytes), r.problems, r.orphans_removed,
+		       r.users_unverified ? " (some vaults checked for structure only: their "
+		       "keys were not at hand)" : "");
+		if (r.problems)
+			printf("fsck: the store is damaged: restore the images named above from a "
+			       "backup%s\n", c->repair ? "" : "; --repair marks them damaged");
+	}
+out:
+	for (size_t i = 0; i < n; i++)
+		vault_session_close(ss[i]);
+	free(ss);
+	vault_close(v);
+	if (ret < 0)
+		return cli_fail(c, ret, "fsck: %s", e.msg);
+	return r.problems ? EXIT_DAMAGE : EXIT_OK;
+}
+
+int cmd_rekey(struct cli *c)
+{
+	struct iverr e = { 0 };
+	struct vault *v = NULL;
+	struct vault_session *s = NULL;
+	struct server_key *sk = NULL;
+	struct secret pass = { 0 };
+	struct keys_kdf_cost cost;
+	struct progress bar;
+	char recovery[KEYS_RECOVERY_CODE_LEN + 1] = "";
+	bool dropped = false;
+	int ret;
+
+	if (c->nargs)
+		return cli_usage(c, "usage: imgvault rekey [--full]");
+	if ((ret = cli_kdf_cost(c, &cost, &e)) < 0 || (ret = cli_open_store(c, &v, &e)) < 0)
+		goto out;
+	if (vault_is_system(v) && geteuid() == 0) {
+		if ((ret = cli_load_server_key(c, &sk, &e)) < 0 ||
+		    (ret = cli_session(c, v, &s, &e)) < 0)
+			goto out;
+	} else {
+		/* The passphrase unlocks and then reseals the new key. */
+		if ((ret = prompt_secret(c->passphrase_file, "Passphrase: ", 0, 0, &pass, &e)) < 0 ||
+		    (ret = vault_unlock(v, (uint32_t)getuid(), KEY_SLOT_PASSPHRASE, pass.buf,
+					pass.len, &s, &e)) < 0)
+			goto out;
+	}
+	progress_init(&bar, c->full ? "re-encrypting" : "rewrapping",
+		      c->progress && !c->json && !c->quiet);
+	ret = vault_rekey(s, c->full, sk, pass.buf, pass.len, &cost, recovery, &dropped,
+			  progress_callback, &bar, &e);
+	progress_done(&bar);
+	if (recovery[0]) {
+		if (c->json)
+			printf("{\"recovery_code\":\"%s\",\"passphrase_removed\":%s}\n", recovery,
+			       dropped ? "true" : "false");
+		else
+			printf("The vault's key is rotated.  Its new recovery code (the old one no "
+			       "longer works):\n\n    %s\n\n", recovery);
+		fflush(stdout);
+	} else if (ret == 0 && !c->quiet && !c->json) {
+		printf("the interrupted key rotation is finished\n");
+	}
+	if (dropped && !c->json)
+		printf("The passphrase slot was removed (its passphrase was not given); set a "
+		       "new one with: imgvault user passwd %s\n", c->user ? c->user : "");
+out:
+	sodium_memzero(recovery, sizeof(recovery));
+	prompt_secret_free(&pass);
+	keys_server_free(sk);
+	vault_session_close(s);
+	vault_close(v);
+	return ret < 0 ? cli_fail(c, ret, "rekey: %s", e.msg) : EXIT_OK;
+}
+
+struct audit_ctx {
+	struct cli *c;
+	int64_t from;       /* first seq to print */
+};
+
+static int print_entry(const struct catalog_audit *a, void *arg)
+{
+	struct audit_ctx *x = arg;
+	char when[32], actor[64], subject[64];
+	time_t t = (time_t)a->time;
+	struct tm tm;
+
+	if (a->seq < x->from)
+		return 0;
+	if (x->c->json) {
+		printf("{\"seq\":%" PRId64 ",\"time\":%" PRId64 ",\"actor\":%" PRId64
+		       ",\"subject\":%" PRId64 ",\"action\":", a->seq, a->time, a->actor, a->subject);
+		cli_json_string(stdout, a->action, strlen(a->action));
+		printf(",\"object\":");
+		cli_json_string(stdout, a->object, strlen(a->object));
+		printf(",\"result\":");
+		cli_json_string(stdout, a->result, strlen(a->result));
+		printf(",\"detail\":");
+		cli_json_string(stdout, a->detail, strlen(a->detail));
+		printf("}\n");
+		return 0;
+	}
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", gmtime_r(&t, &tm));
+	cli_user_name((uid_t)a->actor, actor, sizeof(actor));
+	if (a->subject >= 0)
+		cli_user_name((uid_t)a->subject, subject, sizeof(subject));
+	else
+		strcpy(subject, "-");
+	printf("%6" PRId64 " %sZ %-10s %-10s %-10s %-9s %s %s\n", a->seq, when, actor, subject,
+	       a->action, a->result, a->object[0] ? a->object : "-", a->detail);
+	return 0;
+}
+
+int cmd_audit(struct cli *c)
+{
+	struct iverr e = { 0 };
+	struct vault *v = NULL;
+	struct audit_report r;
+	struct audit_ctx x = { .c = c, .from = 0 };
+	struct catalog_audit last;
+	char head[65];
+	int ret;
+
+	if (c->nargs > 1 || (c->nargs == 1 && strcmp(c->args[0], "verify")))
+		return cli_usage(c, "usage: imgvault audit [-n N] | audit verify");
+	if ((ret = cli_open_store(c, &v, &e)) < 0)
+		goto out;
+	if (c->nargs == 0) {
+		if (c->limit >= 0 && catalog_audit_last(vault_catalog(v), &last, NULL) == 0)
+			x.from = last.seq - c->limit + 1;
+		ret = catalog_audit_list(vault_catalog(v), print_entry, &x, &e);
+		goto out;
+	}
+	if ((ret = audit_verify(vault_catalog(v), &r, &e)) < 0)
+		goto out;
+	hex_encode(r.head, sizeof(r.head), head);
+	if (c->json)
+		printf("{\"entries\":%" PRIu64 ",\"intact\":%s,\"first_bad\":%" PRId64
+		       ",\"head\":\"%s\"}\n", r.entries, r.first_bad ? "false" : "true",
+		       r.first_bad, head);
+	else if (r.first_bad)
+		printf("audit trail BROKEN at entry %" PRId64 ": an entry was edited, deleted or "
+		       "reordered there\n", r.first_bad);
+	else
+		printf("audit trail intact: %" PRIu64 " entries, head %s\n", r.entries, head);
+out:
+	vault_close(v);
+	if (ret < 0)
+		return cli_fail(c, ret, "audit: %s", e.msg);
+	return c->nargs == 1 && r.first_bad ? EXIT_DAMAGE : EXIT_OK;
+}

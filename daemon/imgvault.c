@@ -1,0 +1,220 @@
+/*
+ * imgvault — the command line of the vault: stores, users, keys, import
+ * and export, checks and the audit trail.  See imgvault(1).
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "cli.h"
+#include "keys.h"
+
+/* Options, as bits, so each command says which it takes. */
+enum {
+	O_ALBUM = 1 << 0, O_FULL = 1 << 1, O_REPAIR = 1 << 2, O_PRISTINE = 1 << 3,
+	O_YES = 1 << 4, O_NOPASS = 1 << 5, O_NEWPASS = 1 << 6, O_RECOVERY = 1 << 7,
+	O_LIMIT = 1 << 8, O_KDF = 1 << 9,
+};
+
+struct command {
+	const char *name;
+	int (*run)(struct cli *c);
+	unsigned opts;
+	const char *usage;
+	const char *help;
+};
+
+static const struct command commands[] = {
+	{ "init", cmd_init, O_KDF, "init STORE [--server-key FILE] [--user NAME]",
+	  "Create a store.  Without --server-key it is a desktop store for one user\n"
+	  "(you, or --user NAME as root), locked by a passphrase; a recovery code is\n"
+	  "printed once.  With --server-key FILE it is a system store whose users are\n"
+	  "unlocked by that key (created, mode 0400, if FILE does not exist)." },
+	{ "user", cmd_user, O_KDF | O_NOPASS | O_NEWPASS | O_RECOVERY | O_YES,
+	  "user add NAME | list | passwd [NAME] | recover [NAME] | set NAME KEY=VALUE | del NAME --yes",
+	  "add NAME            add a vault for Unix user NAME (system store, as root);\n"
+	  "                    --passphrase-file sets a passphrase slot too, else\n"
+	  "                    --no-passphrase; prints the recovery code once\n"
+	  "list                users, their key slots, images and bytes\n"
+	  "passwd [NAME]       set a new passphrase (--new-passphrase-file or asked)\n"
+	  "recover [NAME]      unlock with the recovery code (--recovery-code-file or\n"
+	  "                    asked) and set a new passphrase\n"
+	  "set NAME KEY=VALUE  web-read=on|off, quota=SIZE (500M, 20G, none)\n"
+	  "del NAME --yes      crypto-shred NAME's vault: key slots wiped, blobs removed" },
+	{ "import", cmd_import, O_ALBUM, "import [--album ALBUM] PATH...",
+	  "Import image files, or every file below a directory, into ALBUM (default\n"
+	  "\"default\", created if missing).  Files are admitted by content; others\n"
+	  "are refused and reported, and the rest goes on (exit 6).  An existing name\n"
+	  "gets a new version; its pristine version stays." },
+	{ "export", cmd_export, O_ALBUM | O_PRISTINE, "export [--album ALBUM] [--pristine] DEST",
+	  "Write every image (of ALBUM) as plain files to DEST/ALBUM/NAME, checking\n"
+	  "each against its recorded SHA-256." },
+	{ "ls", cmd_ls, 0, "ls [ALBUM]",
+	  "List the albums, or the images of ALBUM: size, date, type, name." },
+	{ "cat", cmd_cat, O_PRISTINE, "cat [--pristine] ALBUM/NAME",
+	  "Write an image's bytes to standard output (not to a terminal)." },
+	{ "rm", cmd_rm, 0, "rm ALBUM/NAME...",
+	  "Delete images, their pristine versions included." },
+	{ "fsck", cmd_fsck, O_REPAIR, "fsck [--repair]",
+	  "Check the store: the catalog, the audit chain, every blob's structure and,\n"
+	  "for the vaults it can unlock, every byte against its SHA-256.  Leftovers of\n"
+	  "interrupted writes are removed.  --repair marks damaged images as damaged.\n"
+	  "Exit 5 when damage is found." },
+	{ "rekey", cmd_rekey, O_FULL | O_KDF, "rekey [--full]",
+	  "Rotate a vault's user key: slots resealed, metadata re-encrypted, every blob\n"
+	  "header rewrapped, or with --full every blob re-encrypted under a new file\n"
+	  "key.  A new recovery code is printed.  Interrupted, it resumes when run again." },
+	{ "audit", cmd_audit, O_LIMIT, "audit [-n N] | audit verify",
+	  "Show the audit trail (the last N entries), or verify its hash chain\n"
+	  "(exit 5 when broken) and print its head hash to anchor elsewhere." },
+};
+
+static const char global_help[] =
+	"Options:\n"
+	"  -s, --store DIR           the store (default: $IMGVAULT_STORE, else\n"
+	"                            /var/lib/imgvault for root, ~/.local/share/imgvault)\n"
+	"  -k, --server-key FILE     system store's server key (default:\n"
+	"                            $IMGVAULT_SERVER_KEY, $CREDENTIALS_DIRECTORY/server.key,\n"
+	"                            /etc/imgvault/server.key)\n"
+	"  -u, --user NAME           act on NAME's vault (root)\n"
+	"      --passphrase-file F   read the passphrase from F's first line\n"
+	"      --new-passphrase-file F   the new passphrase (passwd, recover)\n"
+	"      --recovery-code-file F    the recovery code (recover)\n"
+	"      --no-passphrase       user add: no passphrase slot\n"
+	"      --kdf COST            Argon2id cost of new passphrases: interactive,\n"
+	"                            moderate (default) or sensitive\n"
+	"  -a, --album ALBUM         import/export: the album\n"
+	"      --pristine            cat/export: the first version, not the current\n"
+	"      --full                rekey: re-encrypt every blob\n"
+	"      --repair              fsck: mark damaged images\n"
+	"  -n N                      audit: the last N entries\n"
+	"  -y, --yes                 do not ask\n"
+	"      --json                machine-readable output, one JSON object a line\n"
+	"      --no-progress         no progress bar\n"
+	"  -q, --quiet               only errors\n"
+	"  -h, --help                this help; COMMAND --help for one command\n"
+	"  -V, --version\n"
+	"\n"
+	"Exit codes: 0 done, 1 failed, 2 bad command line, 3 wrong passphrase or key,\n"
+	"4 store in use by another process, 5 damage found, 6 some inputs refused.\n";
+
+static void print_help(FILE *f, const char *prog)
+{
+	fprintf(f, "usage: %s [OPTIONS] COMMAND [ARGS]\n\n"
+		"imgvault keeps images encrypted in a store: each user's albums, names and\n"
+		"pictures are readable only with their key.\n\nCommands:\n", prog);
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(f, "  %s\n", commands[i].usage);
+	fprintf(f, "\n%s", global_help);
+}
+
+static void print_command_help(FILE *f, const char *prog, const struct command *cmd)
+{
+	fprintf(f, "usage: %s %s\n\n%s\n\n%s", prog, cmd->usage, cmd->help, global_help);
+}
+
+enum {
+	OPT_PASSFILE = 256, OPT_NEWPASS, OPT_RECOVERY, OPT_NOPASS, OPT_KDF, OPT_PRISTINE,
+	OPT_FULL, OPT_REPAIR, OPT_JSON, OPT_NOPROGRESS,
+};
+
+static const struct option long_options[] = {
+	{ "store", required_argument, NULL, 's' },
+	{ "server-key", required_argument, NULL, 'k' },
+	{ "user", required_argument, NULL, 'u' },
+	{ "album", required_argument, NULL, 'a' },
+	{ "passphrase-file", required_argument, NULL, OPT_PASSFILE },
+	{ "new-passphrase-file", required_argument, NULL, OPT_NEWPASS },
+	{ "recovery-code-file", required_argument, NULL, OPT_RECOVERY },
+	{ "no-passphrase", no_argument, NULL, OPT_NOPASS },
+	{ "kdf", required_argument, NULL, OPT_KDF },
+	{ "pristine", no_argument, NULL, OPT_PRISTINE },
+	{ "full", no_argument, NULL, OPT_FULL },
+	{ "repair", no_argument, NULL, OPT_REPAIR },
+	{ "json", no_argument, NULL, OPT_JSON },
+	{ "no-progress", no_argument, NULL, OPT_NOPROGRESS },
+	{ "yes", no_argument, NULL, 'y' },
+	{ "quiet", no_argument, NULL, 'q' },
+	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, 'V' },
+	{ NULL, 0, NULL, 0 },
+};
+
+int main(int argc, char **argv)
+{
+	struct cli c = { .prog = "imgvault", .progress = true, .limit = -1 };
+	const struct command *cmd = NULL;
+	struct rlimit no_core = { 0, 0 };
+	unsigned used = 0;
+	bool help = false;
+	int opt;
+
+	/* Keys and passphrases must never end up in a core file. */
+	setrlimit(RLIMIT_CORE, &no_core);
+	if (keys_init() < 0) {
+		fprintf(stderr, "imgvault: cannot initialise libsodium\n");
+		return EXIT_FAIL;
+	}
+	while ((opt = getopt_long(argc, argv, "s:k:u:a:n:yqhV", long_options, NULL)) != -1) {
+		switch (opt) {
+		case 's': c.store = optarg; break;
+		case 'k': c.server_key_path = optarg; break;
+		case 'u': c.user = optarg; break;
+		case 'a': c.album = optarg; used |= O_ALBUM; break;
+		case 'n': {
+			char *end;
+			c.limit = strtol(optarg, &end, 10);
+			if (*end || c.limit < 0)
+				return cli_usage(&c, "-n takes a count, not '%s'", optarg);
+			used |= O_LIMIT;
+			break;
+		}
+		case OPT_PASSFILE: c.passphrase_file = optarg; break;
+		case OPT_NEWPASS: c.new_passphrase_file = optarg; used |= O_NEWPASS; break;
+		case OPT_RECOVERY: c.recovery_code_file = optarg; used |= O_RECOVERY; break;
+		case OPT_NOPASS: c.no_passphrase = true; used |= O_NOPASS; break;
+		case OPT_KDF: c.kdf = optarg; used |= O_KDF; break;
+		case OPT_PRISTINE: c.pristine = true; used |= O_PRISTINE; break;
+		case OPT_FULL: c.full = true; used |= O_FULL; break;
+		case OPT_REPAIR: c.repair = true; used |= O_REPAIR; break;
+		case OPT_JSON: c.json = true; break;
+		case OPT_NOPROGRESS: c.progress = false; break;
+		case 'y': c.yes = true; used |= O_YES; break;
+		case 'q': c.quiet = true; break;
+		case 'h': help = true; break;
+		case 'V':
+			printf("imgvault %s\n", IMGVAULT_VERSION);
+			return EXIT_OK;
+		default:
+			return cli_usage(&c, "see --help");
+		}
+	}
+	if (optind < argc) {
+		for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+			if (!strcmp(argv[optind], commands[i].name))
+				cmd = &commands[i];
+		if (!cmd)
+			return cli_usage(&c, "unknown command '%s'", argv[optind]);
+		optind++;
+	}
+	if (help) {
+		if (cmd)
+			print_command_help(stdout, c.prog, cmd);
+		else
+			print_help(stdout, c.prog);
+		return EXIT_OK;
+	}
+	if (!cmd) {
+		print_help(stderr, c.prog);
+		return EXIT_USAGE;
+	}
+	c.command = cmd->name;
+	if (used & ~cmd->opts)
+		return cli_usage(&c, "%s does not take some of the options given; see "
+				 "imgvault %s --help", cmd->name, cmd->name);
+	c.args = argv + optind;
+	c.nargs = argc - optind;
+	return cmd->run(&c);
+}

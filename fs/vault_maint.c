@@ -1,0 +1,627 @@
+/* Store maintenance: fsck and key rotation (vault.h). */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "audit.h"
+#include "bytes.h"
+#include "vault_i.h"
+
+/* A growable array of plain structs. */
+#define VEC(T) struct { T *v; size_t n, cap; }
+#define VEC_PUSH(vec, item)                                                      \
+	((vec).n == (vec).cap                                                    \
+	 ? vec_grow((void **)&(vec).v, &(vec).cap, sizeof(*(vec).v)) : 0) < 0    \
+	? -ENOMEM : ((vec).v[(vec).n++] = (item), 0)
+
+static int vec_grow(void **v, size_t *cap, size_t size)
+{
+	size_t ncap = *cap ? 2 * *cap : 32;
+	void *p = realloc(*v, ncap * size);
+
+	if (!p)
+		return -ENOMEM;
+	*v = p;
+	*cap = ncap;
+	return 0;
+}
+
+typedef VEC(struct catalog_version) version_vec;
+typedef VEC(struct catalog_album) album_vec;
+typedef VEC(struct catalog_image) image_vec;
+typedef VEC(struct blob_id) blob_vec;
+typedef VEC(uint32_t) uid_vec;
+
+static int push_version(const struct catalog_version *v, void *arg)
+{
+	version_vec *vec = arg;
+	return VEC_PUSH(*vec, *v);
+}
+
+static int push_album(const struct catalog_album *a, void *arg)
+{
+	album_vec *vec = arg;
+	return VEC_PUSH(*vec, *a);
+}
+
+static int push_image(const struct catalog_image *im, void *arg)
+{
+	image_vec *vec = arg;
+	return VEC_PUSH(*vec, *im);
+}
+
+static int push_uid(const struct catalog_user *u, void *arg)
+{
+	uid_vec *vec = arg;
+	return VEC_PUSH(*vec, u->uid);
+}
+
+/* ---- fsck ---- */
+
+struct fsck {
+	struct vault *v;
+	bool repair;
+	vault_problem_fn problem;
+	vault_progress_fn progress;
+	void *arg;
+	struct vault_fsck_report *r;
+	uint64_t items, items_total, bytes_total;
+	blob_vec orphans;
+};
+
+static void fsck_problem(struct fsck *f, int64_t subject, const char *object,
+			 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void fsck_problem(struct fsck *f, int64_t subject, const char *object,
+			 const char *fmt, ...)
+{
+	char msg[768];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	f->r->problems++;
+	if (f->problem)
+		f->problem(f->arg, msg);
+	/* The trail gets ids only: @msg may hold names. */
+	vault_audit(f->v, subject, "fsck", object, "damaged", "");
+}
+
+static int fsck_blob_seen(const struct blob_id *id, uint64_t size, void *arg)
+{
+	struct fsck *f = arg;
+	bool referenced;
+	int ret;
+
+	(void)size;
+	ret = catalog_blob_referenced(f->v->cat, id, &referenced, NULL);
+	if (ret < 0)
+		return ret;
+	return referenced ? 0 : VEC_PUSH(f->orphans, *id);
+}
+
+/* Where a version is, in words: "uid 1000: album/name" or by ids. */
+static void fsck_locate(struct vault_session *s, struct vault *v, const struct catalog_version *ver,
+			uint32_t uid, char *out, size_t cap, char pid[33], struct catalog_image *ci)
+{
+	char album[CATALOG_NAME_MAX + 1] = "?", name[CATALOG_NAME_MAX + 1] = "?";
+	struct catalog_album a;
+	size_t len;
+
+	strcpy(pid, "?");
+	if (catalog_image_get(v->cat, ver->image_id, ci, NULL) < 0) {
+		snprintf(out, cap, "uid %u: version %" PRId64 " of a missing image", uid, ver->id);
+		return;
+	}
+	hex_encode(ci->pid, 16, pid);
+	if (s && catalog_album_get(v->cat, ci->album_id, &a, NULL) == 0 &&
+	    vault_open_name(s->keys, "album", a.pid, a.name_enc, a.name_enc_len, album, &len) == 0 &&
+	    vault_open_name(s->keys, "name", ci->pid, ci->name_enc, ci->name_enc_len, name, &len) == 0)
+		snprintf(out, cap, "uid %u: %s/%s%s", uid, album, name,
+			 ver->id == ci->current_version ? "" : " (pristine)");
+	else
+		snprintf(out, cap, "uid %u: image %s%s", uid, pid,
+			 ver->id == ci->current_version ? "" : " (pristine)");
+}
+
+static int fsck_version(struct fsck *f, struct vault_session *s, uint32_t uid,
+			const struct catalog_version *ver, struct iverr *e)
+{
+	struct iverr err = { 0 };
+	struct catalog_image ci;
+	char where[600], pid[33];
+	int ret;
+
+	if (s) {
+		struct vault_file file = { .s = s, .ver = *ver };
+		ret = vault_open_version_blob(s, ver, &file.r, &err);
+		if (ret == 0) {
+			/* vault_file_verify words damage around the image's name;
+			 * here fsck_problem names it, so verify quietly. */
+			struct version_attrs at;
+			crypto_hash_sha256_state st;
+			uint8_t digest[32], *buf = malloc(1 << 20);
+			uint64_t off = 0;
+			ssize_t n = 0;
+
+			if (!buf) {
+				blob_reader_close(file.r);
+				return -ENOMEM;
+			}
+			crypto_hash_sha256_init(&st);
+			while ((n = blob_reader_pread(file.r, buf, 1 << 20, off, &err)) > 0) {
+				crypto_hash_sha256_update(&st, buf, (size_t)n);
+				off += (uint64_t)n;
+				f->r->bytes_verified += (uint64_t)n;
+			}
+			crypto_hash_sha256_final(&st, digest);
+			free(buf);
+			blob_reader_close(file.r);
+			if (n < 0) {
+				ret = (int)n;
+			} else if (vault_open_attrs(s->keys, ver, &at) < 0 &&
+				   (!s->prev || vault_open_attrs(s->prev, ver, &at) < 0)) {
+				ret = iverr_set(&err, IV_EDAMAGE, "its recorded attributes fail "
+						"authentication");
+			} else if (sodium_memcmp(digest, at.sha256, 32) != 0) {
+				ret = iverr_set(&err, IV_EDAMAGE, "content does not match its "
+						"recorded SHA-256");
+			}
+		}
+	} else {
+		struct blob_header h;
+		char hex[33];
+		ret = blob_check_structure(f->v->bs, &ver->blob, &h, &err);
+		blob_id_hex(&ver->blob, hex);
+		if (ret == 0 && h.owner != uid)
+			ret = iverr_set(&err, IV_EDAMAGE, "blob %s belongs to uid %u", hex, h.owner);
+		else if (ret == 0 && h.size != ver->size)
+			ret = iverr_set(&err, IV_EDAMAGE, "blob %s holds %" PRIu64 " bytes, the "
+					"catalog says %" PRIu64, hex, h.size, ver->size);
+	}
+	if (ret == 0)
+		return 0;
+	if (ret != -IV_EDAMAGE && ret != -IV_EVERSION)
+		return iverr_set(e, err.code, "%s", err.msg);
+	fsck_locate(s, f->v, ver, uid, where, sizeof(where), pid, &ci);
+	fsck_problem(f, uid, pid, "%s: %s", where, err.msg);
+	if (f->repair && !ci.damaged && ci.id) {
+		ci.damaged = true;
+		catalog_image_update(f->v->cat, &ci, NULL);
+	}
+	return 0;
+}
+
+static int fsck_names(struct fsck *f, struct vault_session *s)
+{
+	image_vec images = { 0 };
+	album_vec albums = { 0 };
+	uint8_t idx[CATALOG_INDEX_LEN];
+	char name[CATALOG_NAME_MAX + 1], pid[33];
+	size_t len;
+	int ret;
+
+	if ((ret = catalog_album_list(f->v->cat, s->uid, push_album, &albums, NULL)) < 0 ||
+	    (ret = catalog_image_list_user(f->v->cat, s->uid, push_image, &images, NULL)) < 0)
+		goto out;
+	for (size_t i = 0; i < albums.n; i++) {
+		struct catalog_album *a = &albums.v[i];
+		hex_encode(a->pid, 16, pid);
+		if (vault_open_name(s->keys, "album", a->pid, a->name_enc, a->name_enc_len, name, &len) < 0) {
+			fsck_problem(f, s->uid, pid, "uid %u: album %s: its name fails "
+				     "authentication", s->uid, pid);
+			continue;
+		}
+		keys_name_index(s->keys, ALBUM_PARENT, name, len, idx);
+		if (sodium_memcmp(idx, a->name_idx, sizeof(idx)) != 0)
+			fsck_problem(f, s->uid, pid, "uid %u: album %s: its lookup index does "
+				     "not match its name", s->uid, name);
+	}
+	for (size_t i = 0; i < images.n; i++) {
+		struct catalog_image *im = &images.v[i];
+		hex_encode(im->pid, 16, pid);
+		if (vault_open_name(s->keys, "name", im->pid, im->name_enc, im->name_enc_len, name, &len) < 0) {
+			fsck_problem(f, s->uid, pid, "uid %u: image %s: its name fails "
+				     "authentication", s->uid, pid);
+			continue;
+		}
+		keys_name_index(s->keys, im->album_id, name, len, idx);
+		if (sodium_memcmp(idx, im->name_idx, sizeof(idx)) != 0)
+			fsck_problem(f, s->uid, pid, "uid %u: image %s: its lookup index does "
+				     "not match its name", s->uid, name);
+	}
+out:
+	free(albums.v);
+	free(images.v);
+	return ret;
+}
+
+/* Images whose version rows are gone. */
+static int fsck_dangling(struct fsck *f, uint32_t uid)
+{
+	image_vec images = { 0 };
+	struct catalog_version ver;
+	char pid[33];
+	int ret = catalog_image_list_user(f->v->cat, uid, push_image, &images, NULL);
+
+	for (size_t i = 0; ret == 0 && i < images.n; i++) {
+		struct catalog_image *im = &images.v[i];
+		hex_encode(im->pid, 16, pid);
+		if ((im->current_version &&
+		     catalog_version_get(f->v->cat, im->current_version, &ver, NULL) < 0) ||
+		    (im->pristine_version &&
+		     catalog_version_get(f->v->cat, im->pristine_version, &ver, NULL) < 0))
+			fsck_problem(f, uid, pid, "uid %u: image %s: a version it points at is "
+				     "missing from the catalog", uid, pid);
+	}
+	free(images.v);
+	return ret;
+}
+
+int vault_fsck(struct vault *v, struct vault_session *const *sessions, size_t n_sessions,
+	       bool repair, vault_problem_fn problem, vault_progress_fn progress, void *arg,
+	       struct vault_fsck_report *r, struct iverr *e)
+{
+	struct fsck f = { .v = v, .repair = repair, .problem = problem,
+			  .progress = progress, .arg = arg, .r = r };
+	struct audit_report ar;
+	struct iverr err = { 0 };
+	version_vec all = { 0 };
+	uid_vec uids = { 0 };
+	size_t *owner_of = NULL;
+	int ret;
+
+	memset(r, 0, sizeof(*r));
+	if (catalog_check_integrity(v->cat, &err) < 0) {
+		r->catalog_damaged = true;
+		r->problems++;
+		if (problem)
+			problem(arg, err.msg);
+		return 0;   /* nothing further can be trusted */
+	}
+	if ((ret = audit_verify(v->cat, &ar, e)) < 0)
+		return ret;
+	if (ar.first_bad) {
+		char msg[160];
+		r->audit_broken = true;
+		snprintf(msg, sizeof(msg), "audit trail: entry %" PRId64 " was edited, deleted "
+			 "or reordered (the hash chain breaks there)", ar.first_bad);
+		r->problems++;
+		if (problem)
+			problem(arg, msg);
+	}
+
+	/* Leftovers of interrupted writes: never referenced, safe under the lock. */
+	ret = v->bs->ops->sweep(v->bs, e);
+	if (ret < 0)
+		return ret;
+	r->orphans_removed += (uint64_t)ret;
+	if ((ret = v->bs->ops->list(v->bs, fsck_blob_seen, &f, e)) < 0)
+		goto out;
+	for (size_t i = 0; i < f.orphans.n; i++)
+		if (v->bs->ops->remove(v->bs, &f.orphans.v[i], NULL) == 0)
+			r->orphans_removed++;
+	if (r->orphans_removed)
+		vault_audit(v, -1, "fsck", "", "repaired", "orphans removed");
+
+	if ((ret = catalog_user_list(v->cat, push_uid, &uids, e)) < 0)
+		goto out;
+	for (size_t u = 0; u < uids.n; u++) {
+		size_t before = all.n;
+		if ((ret = catalog_version_list_user(v->cat, uids.v[u], 0, push_version, &all, e)) < 0)
+			goto out;
+		size_t *p = realloc(owner_of, (all.n ? all.n : 1) * sizeof(*p));
+		if (!p) {
+			ret = iverr_set(e, ENOMEM, "out of memory");
+			goto out;
+		}
+		owner_of = p;
+		for (size_t i = before; i < all.n; i++)
+			owner_of[i] = u;
+	}
+	for (size_t i = 0; i < all.n; i++)
+		f.bytes_total += all.v[i].size;
+	f.items_total = all.n;
+
+	for (size_t u = 0; u < uids.n; u++) {
+		struct vault_session *s = NULL;
+		for (size_t k = 0; k < n_sessions; k++)
+			if (sessions[k] && sessions[k]->uid == uids.v[u])
+				s = sessions[k];
+		if (!s)
+			r->users_unverified++;
+		else if ((ret = fsck_names(&f, s)) < 0)
+			goto out;
+		if ((ret = fsck_dangling(&f, uids.v[u])) < 0)
+			goto out;
+	}
+	uint64_t bytes_done = 0;
+	for (size_t i = 0; i < all.n; i++) {
+		uint32_t uid = uids.v[owner_of[i]];
+		struct vault_session *s = NULL;
+		for (size_t k = 0; k < n_sessions; k++)
+			if (sessions[k] && sessions[k]->uid == uid)
+				s = sessions[k];
+		if ((ret = fsck_version(&f, s, uid, &all.v[i], e)) < 0)
+			goto out;
+		r->versions_checked++;
+		bytes_done += all.v[i].size;
+		if (progress)
+			progress(arg, i + 1, all.n, bytes_done, f.bytes_total);
+	}
+	ret = 0;
+out:
+	free(f.orphans.v);
+	free(all.v);
+	free(uids.v);
+	free(owner_of);
+	return ret;
+}
+
+/* ---- key rotation ---- */
+
+/* Reseals every name and attribute record of the user under @nk. */
+static int rotate_metadata(struct vault_session *s, const struct user_keys *nk,
+			   struct iverr *e)
+{
+	struct vault *v = s->v;
+	album_vec albums = { 0 };
+	image_vec images = { 0 };
+	version_vec versions = { 0 };
+	char name[CATALOG_NAME_MAX + 1];
+	struct version_attrs at;
+	size_t len;
+	int ret;
+
+	if ((ret = catalog_album_list(v->cat, s->uid, push_album, &albums, e)) < 0 ||
+	    (ret = catalog_image_list_user(v->cat, s->uid, push_image, &images, e)) < 0 ||
+	    (ret = catalog_version_list_user(v->cat, s->uid, 0, push_version, &versions, e)) < 0)
+		goto out;
+	for (size_t i = 0; i < albums.n; i++) {
+		struct catalog_album *a = &albums.v[i];
+		if (vault_open_name(s->keys, "album", a->pid, a->name_enc, a->name_enc_len, name, &len) < 0) {
+			ret = iverr_set(e, IV_EDAMAGE, "album %" PRId64 "'s name fails "
+					"authentication; run imgvault fsck first", a->id);
+			goto out;
+		}
+		keys_name_index(nk, ALBUM_PARENT, name, len, a->name_idx);
+		vault_seal_name(nk, "album", a->pid, name, len, a->name_enc, &a->name_enc_len);
+		if ((ret = catalog_album_update(v->cat, a, e)) < 0)
+			goto out;
+	}
+	for (size_t i = 0; i < images.n; i++) {
+		struct catalog_image *im = &images.v[i];
+		if (vault_open_name(s->keys, "name", im->pid, im->name_enc, im->name_enc_len, name, &len) < 0) {
+			ret = iverr_set(e, IV_EDAMAGE, "image %" PRId64 "'s name fails "
+					"authentication; run imgvault fsck first", im->id);
+			goto out;
+		}
+		keys_name_index(nk, im->album_id, name, len, im->name_idx);
+		vault_seal_name(nk, "name", im->pid, name, len, im->name_enc, &im->name_enc_len);
+		if ((ret = catalog_image_update(v->cat, im, e)) < 0)
+			goto out;
+	}
+	for (size_t i = 0; i < versions.n; i++) {
+		struct catalog_version *ver = &versions.v[i];
+		if (vault_open_attrs(s->keys, ver, &at) < 0) {
+			ret = iverr_set(e, IV_EDAMAGE, "version %" PRId64 "'s attributes fail "
+					"authentication; run imgvault fsck first", ver->id);
+			goto out;
+		}
+		vault_seal_attrs(nk, &ver->blob, &at, ver);
+		if ((ret = catalog_version_update(v->cat, ver, e)) < 0)
+			goto out;
+	}
+out:
+	sodium_memzero(name, sizeof(name));
+	free(albums.v);
+	free(images.v);
+	free(versions.v);
+	return ret;
+}
+
+/* Step one, in one transaction: a new user key takes over slots and metadata;
+ * the old one is kept sealed under the new until every blob is done. */
+static int rotate_start(struct vault_session *s, struct catalog_user *u, bool full,
+			const struct server_key *sk, const char *pass, size_t pass_len,
+			const struct keys_kdf_cost *cost, char recovery[KEYS_RECOVERY_CODE_LEN + 1],
+			bool *dropped, struct iverr *e)
+{
+	struct vault *v = s->v;
+	struct user_keys *nk;
+	uint8_t ad[32], uid_le[4];
+	unsigned slots;
+	size_t adlen;
+	int ret;
+
+	if ((ret = catalog_slot_kinds(v->cat, s->uid, &slots, e)) < 0)
+		return ret;
+	if ((slots & (1u << KEY_SLOT_SERVER)) && !sk)
+		return iverr_set(e, EINVAL, "uid %u's vault has a server slot: rotating its key "
+				 "needs the server key (--server-key)", s->uid);
+	nk = keys_user_new();
+	if (!nk)
+		return iverr_set(e, ENOMEM, "out of memory");
+	keys_recovery_code_new(recovery);
+	if ((ret = catalog_begin(v->cat, e)) < 0)
+		goto out_free;
+	if ((ret = rotate_metadata(s, nk, e)) < 0)
+		goto out_rollback;
+	if (sk && (ret = vault_seal_slot(v, s->uid, nk, KEY_SLOT_SERVER, sk->k, KEYS_KEY_LEN,
+					 NULL, e)) < 0)
+		goto out_rollback;
+	if (pass) {
+		if ((ret = vault_seal_slot(v, s->uid, nk, KEY_SLOT_PASSPHRASE, pass, pass_len,
+					   cost, e)) < 0)
+			goto out_rollback;
+	} else if (slots & (1u << KEY_SLOT_PASSPHRASE)) {
+		if ((ret = catalog_slot_delete(v->cat, s->uid, KEY_SLOT_PASSPHRASE, e)) < 0)
+			goto out_rollback;
+		*dropped = true;
+	}
+	if ((ret = vault_seal_slot(v, s->uid, nk, KEY_SLOT_RECOVERY, recovery, strlen(recovery),
+				   NULL, e)) < 0)
+		goto out_rollback;
+	put_le32(uid_le, s->uid);
+	vault_seal_ad("prevuk", uid_le, 4, ad, &adlen);
+	keys_seal(nk->rekey, ad, adlen, s->keys->uk, KEYS_KEY_LEN, u->prev_uk);
+	u->prev_uk_len = KEYS_KEY_LEN + KEYS_SEAL_OVERHEAD;
+	u->rekey = full ? CATALOG_REKEY_FULL : CATALOG_REKEY_REWRAP;
+	u->key_epoch++;
+	if ((ret = catalog_user_update(v->cat, u, e)) < 0 ||
+	    (ret = audit_append(v->cat, v->actor, s->uid, "rekey", "", "started", e, "%s",
+				full ? "full re-encryption" : "rewrap")) < 0)
+		goto out_rollback;
+	if ((ret = catalog_commit(v->cat, e)) < 0)
+		goto out_free;
+	keys_user_free(s->prev);
+	s->prev = s->keys;
+	s->keys = nk;
+	s->key_epoch = u->key_epoch;
+	return 0;
+out_rollback:
+	catalog_rollback(v->cat);
+out_free:
+	sodium_memzero(recovery, KEYS_RECOVERY_CODE_LEN + 1);
+	keys_user_free(nk);
+	return ret;
+}
+
+/* Re-encrypts one version into a new blob under the new key. */
+static int rotate_reencrypt(struct vault_session *s, struct catalog_version *ver,
+			    struct iverr *e)
+{
+	struct vault *v = s->v;
+	struct blob_reader *r = NULL;
+	struct blob_writer *w = NULL;
+	struct version_attrs at;
+	struct blob_id old = ver->blob, fresh;
+	uint8_t *buf = NULL;
+	uint64_t off = 0;
+	ssize_t n;
+	int ret;
+
+	if (vault_open_attrs(s->keys, ver, &at) < 0)
+		return iverr_set(e, IV_EDAMAGE, "version %" PRId64 "'s attributes fail "
+				 "authentication", ver->id);
+	if ((ret = vault_open_version_blob(s, ver, &r, e)) < 0)
+		return ret;
+	if (!(buf = malloc(1 << 20))) {
+		ret = iverr_set(e, ENOMEM, "out of memory");
+		goto out;
+	}
+	if ((ret = blob_writer_open(v->bs, s->keys->file_wrap, s->uid, &w, e)) < 0)
+		goto out;
+	while ((n = blob_reader_pread(r, buf, 1 << 20, off, e)) > 0) {
+		if ((ret = blob_writer_write(w, buf, (size_t)n, e)) < 0)
+			goto out;
+		off += (uint64_t)n;
+	}
+	if (n < 0) {
+		ret = (int)n;
+		goto out;
+	}
+	ret = blob_writer_commit(w, &fresh, e);
+	w = NULL;
+	if (ret < 0)
+		goto out;
+	ver->blob = fresh;
+	ver->key_epoch = s->key_epoch;
+	vault_seal_attrs(s->keys, &fresh, &at, ver);
+	if ((ret = catalog_version_update(v->cat, ver, e)) < 0) {
+		v->bs->ops->remove(v->bs, &fresh, NULL);
+		goto out;
+	}
+	v->bs->ops->remove(v->bs, &old, NULL);   /* fsck removes it otherwise */
+out:
+	blob_writer_abort(w);
+	blob_reader_close(r);
+	free(buf);
+	return ret;
+}
+
+int vault_rekey(struct vault_session *s, bool full, const struct server_key *sk,
+		const char *pass, size_t pass_len, const struct keys_kdf_cost *cost,
+		char recovery[KEYS_RECOVERY_CODE_LEN + 1], bool *dropped_passphrase,
+		vault_progress_fn progress, void *arg, struct iverr *e)
+{
+	struct vault *v = s->v;
+	version_vec versions = { 0 };
+	struct catalog_user u;
+	uint64_t bytes_total = 0, bytes = 0, damaged = 0;
+	int ret;
+
+	recovery[0] = '\0';
+	*dropped_passphrase = false;
+	if ((ret = catalog_user_get(v->cat, s->uid, &u, e)) < 0)
+		return ret;
+	if (u.rekey == CATALOG_REKEY_NONE) {
+		if ((ret = rotate_start(s, &u, full, sk, pass, pass_len, cost, recovery,
+					dropped_passphrase, e)) < 0)
+			return ret;
+	} else {
+		full = u.rekey == CATALOG_REKEY_FULL;   /* resume what was started */
+	}
+	if ((ret = catalog_version_list_user(v->cat, s->uid, 0, push_version, &versions, e)) < 0)
+		goto out;
+	for (size_t i = 0; i < versions.n; i++)
+		bytes_total += versions.v[i].size;
+	for (size_t i = 0; i < versions.n; i++) {
+		struct catalog_version *ver = &versions.v[i];
+		struct iverr err = { 0 };
+
+		bytes += ver->size;
+		if (ver->key_epoch == u.key_epoch)
+			goto next;
+		if (full) {
+			ret = rotate_reencrypt(s, ver, &err);
+		} else {
+			ret = blob_rewrap(v->bs, &ver->blob, s->uid, s->prev->file_wrap,
+					  s->keys->file_wrap, &err);
+			if (ret == -IV_EDAMAGE) {
+				/* Rewrapped just before an interruption? */
+				struct blob_reader *r;
+				if (blob_reader_open(v->bs, &ver->blob, s->keys->file_wrap, s->uid,
+						     ver->size, &r, NULL) == 0) {
+					blob_reader_close(r);
+					ret = 0;
+				}
+			}
+			if (ret == 0) {
+				ver->key_epoch = u.key_epoch;
+				ret = catalog_version_update(v->cat, ver, &err);
+			}
+		}
+		if (ret == -IV_EDAMAGE) {
+			/* Unreadable already: it stays as it is, fsck names it. */
+			damaged++;
+			ret = 0;
+		} else if (ret < 0) {
+			iverr_set(e, err.code, "%s; run imgvault rekey again to resume", err.msg);
+			goto out;
+		}
+next:
+		if (progress)
+			progress(arg, i + 1, versions.n, bytes, bytes_total);
+	}
+	u.rekey = CATALOG_REKEY_NONE;
+	u.prev_uk_len = 0;
+	sodium_memzero(u.prev_uk, sizeof(u.prev_uk));
+	if ((ret = catalog_user_update(v->cat, &u, e)) < 0)
+		goto out;
+	audit_append(v->cat, v->actor, s->uid, "rekey", "", "done", NULL,
+		     "%zu versions, %" PRIu64 " damaged left as they were", versions.n, damaged);
+	keys_user_free(s->prev);
+	s->prev = NULL;
+	if (damaged)
+		ret = iverr_set(e, IV_EDAMAGE, "key rotated, but %" PRIu64 " damaged blobs could "
+				"not be rewritten; imgvault fsck names them", damaged);
+out:
+	free(versions.v);
+	return ret;
+}
