@@ -20,8 +20,8 @@ WARN      := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-protot
              -Wpointer-arith -Wformat=2 -Wvla
 OPT       ?= -O2 -g
 CFLAGS    += -std=gnu11 $(OPT) $(WARN) -D_FILE_OFFSET_BITS=64 -DIMGVAULT_VERSION='"$(VERSION)"' \
-             -fstack-protector-strong -fPIC -MMD -MP -Ifs
-LDFLAGS   += -Wl,-z,relro,-z,now
+             -fstack-protector-strong -fPIC -pthread -MMD -MP -Ifs
+LDFLAGS   += -pthread -Wl,-z,relro,-z,now
 
 ifeq ($(SANITIZE),1)
 BUILD     := build-san

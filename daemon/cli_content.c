@@ -2,6 +2,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -183,12 +184,80 @@ static bool input_problem(int ret)
 	       ret == -ENOENT || ret == -EISDIR || ret == -EPERM;
 }
 
+/*
+ * Import runs as a pipeline: workers read, admit, hash and encrypt files
+ * (vault_stage) a few files ahead, while this thread commits them to the
+ * catalog in order and reports each one as soon as it is committed.
+ */
+#define IMPORT_WORKERS 1
+#define IMPORT_AHEAD 4
+
+struct import_result {
+	bool ready;
+	int ret;
+	struct iverr err;
+	struct vault_staged st;
+};
+
+struct import_pool {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	const struct import_list *files;
+	struct vault_session *s;
+	struct import_result *results;
+	size_t next;          /* the next file a worker takes */
+	size_t committed;     /* files the committer is done with */
+	bool stop;
+};
+
+static void *import_worker(void *arg)
+{
+	struct import_pool *p = arg;
+	struct image_sniffer *sniffer = NULL;
+	struct iverr serr = { 0 };
+	int sret = image_sniffer_new(&sniffer, &serr);
+
+	for (;;) {
+		struct import_result r = { .ready = true };
+		uint8_t *data = NULL;
+		size_t i, len = 0;
+
+		pthread_mutex_lock(&p->lock);
+		while (!p->stop && p->next < p->files->n && p->next >= p->committed + IMPORT_AHEAD)
+			pthread_cond_wait(&p->cond, &p->lock);
+		if (p->stop || p->next >= p->files->n) {
+			pthread_mutex_unlock(&p->lock);
+			break;
+		}
+		i = p->next++;
+		pthread_mutex_unlock(&p->lock);
+
+		if (sret < 0) {
+			r.ret = sret;
+			r.err = serr;
+		} else if ((r.ret = read_file(p->files->v[i].path, &data, &len, &r.err)) == 0) {
+			r.ret = vault_stage(p->s, sniffer, data, len, &r.st, &r.err);
+			free(data);
+		}
+		pthread_mutex_lock(&p->lock);
+		p->results[i] = r;
+		pthread_cond_broadcast(&p->cond);
+		pthread_mutex_unlock(&p->lock);
+	}
+	image_sniffer_free(sniffer);
+	return NULL;
+}
+
 int cmd_import(struct cli *c)
 {
 	struct iverr e = { 0 };
 	struct vault *v = NULL;
 	struct vault_session *s = NULL;
 	struct import_list files = { 0 };
+	struct import_pool pool = { .lock = PTHREAD_MUTEX_INITIALIZER,
+				    .cond = PTHREAD_COND_INITIALIZER };
+	pthread_t workers[IMPORT_WORKERS];
+	int nworkers = 0;
 	struct progress bar;
 	const char *album = c->album ? c->album : VAULT_DEFAULT_ALBUM;
 	uint64_t done_bytes = 0;
@@ -220,21 +289,42 @@ int cmd_import(struct cli *c)
 	if ((ret = cli_open_store(c, &v, &e)) < 0 || (ret = cli_session(c, v, &s, &e)) < 0 ||
 	    (ret = vault_album_ensure(s, album, strlen(album), &album_id, &e)) < 0)
 		goto out;
+	pool.files = &files;
+	pool.s = s;
+	pool.results = calloc(files.n ? files.n : 1, sizeof(*pool.results));
+	if (!pool.results) {
+		ret = iverr_set(&e, ENOMEM, "out of memory");
+		goto out;
+	}
+	for (int w = 0; w < IMPORT_WORKERS; w++)
+		if (pthread_create(&workers[nworkers], NULL, import_worker, &pool) == 0)
+			nworkers++;
+	if (!nworkers) {
+		ret = iverr_set(&e, EAGAIN, "cannot start a thread");
+		goto out;
+	}
 	progress_init(&bar, "importing", c->progress && !c->json && !c->quiet);
 	for (i = 0; i < files.n; i++) {
 		const char *path = files.v[i].path, *base = strrchr(path, '/');
+		struct import_result *r = &pool.results[i];
 		struct vault_image im;
-		uint8_t *data;
-		size_t len = 0;
 
 		base = base ? base + 1 : path;
-		iverr_clear(&e);
-		ret = read_file(path, &data, &len, &e);
-		if (ret == 0) {
-			ret = vault_import(s, album_id, base, strlen(base), data, len, &im, &e);
-			free(data);
-		}
+		pthread_mutex_lock(&pool.lock);
+		while (!r->ready)
+			pthread_cond_wait(&pool.cond, &pool.lock);
+		pthread_mutex_unlock(&pool.lock);
+		e = r->err;
+		ret = r->ret;
+		if (ret == 0)
+			ret = vault_commit_staged(s, album_id, base, strlen(base), &r->st, &im, &e);
+		else if (ret == -IV_EREJECT)
+			vault_note_refused(s, "content refused");
 		done_bytes += files.v[i].size;
+		pthread_mutex_lock(&pool.lock);
+		pool.committed = i + 1;
+		pthread_cond_broadcast(&pool.cond);
+		pthread_mutex_unlock(&pool.lock);
 		if (ret < 0 && input_problem(ret)) {
 			progress_done(&bar);
 			refused++;
@@ -268,6 +358,16 @@ int cmd_import(struct cli *c)
 		progress_update(&bar, i + 1, files.n, done_bytes, files.bytes);
 	}
 	progress_done(&bar);
+	pthread_mutex_lock(&pool.lock);
+	pool.stop = true;
+	pthread_cond_broadcast(&pool.cond);
+	pthread_mutex_unlock(&pool.lock);
+	while (nworkers)
+		pthread_join(workers[--nworkers], NULL);
+	/* After a stop, what the workers staged ahead is not wanted. */
+	for (size_t k = i; k < files.n; k++)
+		if (pool.results[k].ready && pool.results[k].ret == 0)
+			vault_discard_staged(s, &pool.results[k].st);
 	if (ret < 0) {
 		ret = cli_fail(c, ret, "import stopped at %s: %s; %zu of %zu files were imported "
 			       "and the store is consistent; fix the cause and run the import "
@@ -283,6 +383,7 @@ int cmd_import(struct cli *c)
 out:
 	ret = ret < 0 ? cli_fail(c, ret, "import: %s", e.msg) : EXIT_OK;
 out_quiet:
+	free(pool.results);
 	list_free(&files);
 	vault_session_close(s);
 	vault_close(v);

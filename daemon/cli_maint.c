@@ -163,7 +163,7 @@ int cmd_rekey(struct cli *c)
 	struct keys_kdf_cost cost;
 	struct progress bar;
 	char recovery[KEYS_RECOVERY_CODE_LEN + 1] = "";
-	bool dropped = false;
+	bool dropped = false, resuming = false;
 	int ret;
 
 	if (c->nargs)
@@ -181,11 +181,10 @@ int cmd_rekey(struct cli *c)
 					pass.len, &s, &e)) < 0)
 			goto out;
 	}
-	progress_init(&bar, c->full ? "re-encrypting" : "rewrapping",
-		      c->progress && !c->json && !c->quiet);
-	ret = vault_rekey(s, c->full, sk, pass.buf, pass.len, &cost, recovery, &dropped,
-			  progress_callback, &bar, &e);
-	progress_done(&bar);
+	if ((ret = vault_rekey_begin(s, c->full, sk, pass.buf, pass.len, &cost, recovery,
+				     &dropped, &resuming, &e)) < 0)
+		goto out;
+	/* The old recovery code is dead from here on: show the new one first. */
 	if (recovery[0]) {
 		if (c->json)
 			printf("{\"recovery_code\":\"%s\",\"passphrase_removed\":%s}\n", recovery,
@@ -194,12 +193,18 @@ int cmd_rekey(struct cli *c)
 			printf("The vault's key is rotated.  Its new recovery code (the old one no "
 			       "longer works):\n\n    %s\n\n", recovery);
 		fflush(stdout);
-	} else if (ret == 0 && !c->quiet && !c->json) {
-		printf("the interrupted key rotation is finished\n");
+	} else if (!c->quiet && !c->json) {
+		printf("resuming an interrupted key rotation%s\n",
+		       c->full ? " (as it was begun: --full applies to a new one)" : "");
 	}
 	if (dropped && !c->json)
 		printf("The passphrase slot was removed (its passphrase was not given); set a "
 		       "new one with: imgvault user passwd %s\n", c->user ? c->user : "");
+	progress_init(&bar, "rotating", c->progress && !c->json && !c->quiet);
+	ret = vault_rekey_run(s, progress_callback, &bar, &e);
+	progress_done(&bar);
+	if (ret == 0 && !c->quiet && !c->json)
+		printf("every blob of the vault is now under the new key\n");
 out:
 	sodium_memzero(recovery, sizeof(recovery));
 	prompt_secret_free(&pass);

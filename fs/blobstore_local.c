@@ -55,11 +55,12 @@ static void local_blob_path(const struct blob_id *id, char out[64])
 	snprintf(out, 64, "blobs/%.2s/%.2s/%s", hex, hex + 2, hex);
 }
 
+/* 1 if it was created, 0 if it existed, or -errno. */
 static int mkdirat_p(int dirfd, const char *rel)
 {
-	if (mkdirat(dirfd, rel, 0700) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
+	if (mkdirat(dirfd, rel, 0700) == 0)
+		return 1;
+	return errno == EEXIST ? 0 : -errno;
 }
 
 static int local_fsync_dir(int dirfd, const char *rel)
@@ -73,6 +74,13 @@ static int local_fsync_dir(int dirfd, const char *rel)
 		ret = -errno;
 	close(fd);
 	return ret;
+}
+
+/* "blobs/3f/a1" -> "blobs/3f" */
+static const char *parent_of(const char *dir, char out[64])
+{
+	snprintf(out, 64, "%.*s", (int)(strrchr(dir, '/') - dir), dir);
+	return out;
 }
 
 static int local_create(struct blobstore *bs, const struct blob_id *id,
@@ -135,7 +143,7 @@ static void local_abort(struct blobstore_wfile *w)
 static int local_commit(struct blobstore_wfile *w, struct iverr *e)
 {
 	struct local_store *ls = w->ls;
-	char path[64], dir[64];
+	char path[64], dir[64], parent[64];
 	int ret;
 
 	if (fsync(w->fd) < 0) {
@@ -143,11 +151,14 @@ static int local_commit(struct blobstore_wfile *w, struct iverr *e)
 		goto out_abort;
 	}
 	local_blob_path(&w->id, path);
+	/* A new shard directory is durable only once its parent is synced. */
 	snprintf(dir, sizeof(dir), "%.8s", path);      /* blobs/3f */
-	if ((ret = mkdirat_p(ls->dirfd, dir)) < 0)
+	if ((ret = mkdirat_p(ls->dirfd, dir)) < 0 ||
+	    (ret == 1 && (ret = local_fsync_dir(ls->dirfd, "blobs")) < 0))
 		goto out_mkdir;
 	snprintf(dir, sizeof(dir), "%.11s", path);     /* blobs/3f/a1 */
-	if ((ret = mkdirat_p(ls->dirfd, dir)) < 0)
+	if ((ret = mkdirat_p(ls->dirfd, dir)) < 0 ||
+	    (ret == 1 && (ret = local_fsync_dir(ls->dirfd, parent_of(dir, parent))) < 0))
 		goto out_mkdir;
 	/* renameat2(RENAME_NOREPLACE) would be stricter; ids are random 128-bit. */
 	if (renameat(ls->dirfd, w->tmpname, ls->dirfd, path) < 0) {
@@ -383,7 +394,12 @@ int blobstore_local_open(const char *dir, struct blobstore **out, struct iverr *
 		ret = iverr_set(e, errno, "cannot open store %s: %s", dir, strerror(errno));
 		goto out_free;
 	}
-	if ((ret = mkdirat_p(ls->dirfd, "blobs")) < 0 || (ret = mkdirat_p(ls->dirfd, "tmp")) < 0) {
+	ret = mkdirat_p(ls->dirfd, "blobs");
+	if (ret >= 0) {
+		int made_tmp = mkdirat_p(ls->dirfd, "tmp");
+		ret = made_tmp < 0 ? made_tmp : (ret || made_tmp) ? local_fsync_dir(ls->dirfd, ".") : 0;
+	}
+	if (ret < 0) {
 		iverr_set(e, -ret, "cannot create the blob directories in %s: %s", dir,
 			  strerror(-ret));
 		close(ls->dirfd);

@@ -289,9 +289,11 @@ int catalog_open(const char *path, bool create, struct catalog **out, struct ive
 	}
 	sqlite3_extended_result_codes(c->db, 0);
 	sqlite3_busy_timeout(c->db, 5000);
-	/* Reading the schema is the first real access: it finds a damaged file. */
+	/* synchronous = FULL: a commit is durable before a replaced blob is
+	 * unlinked.  Reading the schema is the first real access: it finds a
+	 * damaged file. */
 	if ((ret = exec_sql(c, "PRAGMA journal_mode = WAL", "cannot open", e)) < 0 ||
-	    (ret = exec_sql(c, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
+	    (ret = exec_sql(c, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
 			    "PRAGMA secure_delete = ON; PRAGMA trusted_schema = OFF",
 			    "cannot configure", e)) < 0 ||
 	    (ret = catalog_migrate(c, e)) < 0)

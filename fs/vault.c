@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,7 +82,7 @@ int vault_init(const char *dir, const char *server_key_path, struct iverr *e)
 	uint8_t store_id[KEYS_STORE_ID_LEN], check[32];
 	char path[4096];
 	int dirfd, ret;
-	int64_t created = vault_now();
+	uint8_t created[8];
 
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
 		return iverr_set(e, errno, "cannot create %s: %s", dir, strerror(errno));
@@ -116,6 +117,7 @@ int vault_init(const char *dir, const char *server_key_path, struct iverr *e)
 			goto out_close;
 	}
 	randombytes_buf(store_id, sizeof(store_id));
+	put_le64(created, (uint64_t)vault_now());
 	snprintf(path, sizeof(path), "%s/catalog.db", dir);
 	if ((ret = catalog_open(path, true, &cat, e)) < 0)
 		goto out_close;
@@ -129,7 +131,7 @@ int vault_init(const char *dir, const char *server_key_path, struct iverr *e)
 	if ((ret = catalog_meta_set(cat, "store_id", store_id, sizeof(store_id), e)) < 0 ||
 	    (ret = catalog_meta_set(cat, "mode", server_key_path ? "system" : "desktop",
 				    server_key_path ? 6 : 7, e)) < 0 ||
-	    (ret = catalog_meta_set(cat, "created", &created, sizeof(created), e)) < 0)
+	    (ret = catalog_meta_set(cat, "created", created, sizeof(created), e)) < 0)
 		goto out_rollback;
 	if (sk) {
 		keys_server_check(sk, store_id, check);
@@ -801,6 +803,10 @@ int vault_image_describe(struct vault_session *s, const struct catalog_image *ci
 	if ((ret = catalog_version_get(s->v->cat, ci->current_version, &ver, e)) < 0)
 		return ret;
 	out->size = ver.size;
+	if (ver.image_id != ci->id) {
+		out->damaged = true;
+		return 0;
+	}
 	const struct user_keys *k = (s->prev && ver.key_epoch != s->key_epoch) ? s->prev : s->keys;
 	/* Attributes are resealed with the rotation, names too: try both keys. */
 	if (vault_open_attrs(s->keys, &ver, &at) < 0 && vault_open_attrs(k, &ver, &at) < 0) {
@@ -893,53 +899,100 @@ static int check_quota(struct vault_session *s, uint64_t add, struct iverr *e)
 	return 0;
 }
 
-int vault_import(struct vault_session *s, int64_t album_id, const char *name, size_t len,
-		 const void *data, size_t size, struct vault_image *out, struct iverr *e)
+#define HASH_THREAD_MIN (262144)
+
+struct hash_job {
+	const void *data;
+	size_t size;
+	uint8_t digest[32];
+};
+
+static void *hash_job_run(void *arg)
+{
+	struct hash_job *job = arg;
+
+	crypto_hash_sha256(job->digest, job->data, job->size);
+	return NULL;
+}
+
+int vault_stage(struct vault_session *s, struct image_sniffer *sniffer, const void *data,
+		size_t size, struct vault_staged *out, struct iverr *e)
+{
+	struct blob_writer *w = NULL;
+	struct hash_job job = { .data = data, .size = size };
+	pthread_t hasher;
+	bool threaded;
+	const char *mime;
+	int ret;
+
+	memset(out, 0, sizeof(*out));
+	if ((ret = image_sniff(sniffer, data, size, &mime, e)) < 0)
+		return ret;
+	snprintf(out->attrs.mime, sizeof(out->attrs.mime), "%s", mime);
+	/* SHA-256 is as slow as the encryption: hash on another core meanwhile. */
+	threaded = size >= HASH_THREAD_MIN &&
+		   pthread_create(&hasher, NULL, hash_job_run, &job) == 0;
+	if (!threaded)
+		hash_job_run(&job);
+	/* The blob is durable before any catalog names it. */
+	ret = blob_writer_open(s->v->bs, s->keys->file_wrap, s->uid, &w, e);
+	if (ret == 0 && (ret = blob_writer_write(w, data, size, e)) < 0)
+		blob_writer_abort(w);
+	else if (ret == 0)
+		ret = blob_writer_commit(w, &out->blob, e);
+	if (threaded)
+		pthread_join(hasher, NULL);
+	if (ret < 0)
+		return ret;
+	memcpy(out->attrs.sha256, job.digest, sizeof(job.digest));
+	out->size = size;
+	out->key_epoch = s->key_epoch;
+	out->staged = true;
+	return 0;
+}
+
+void vault_discard_staged(struct vault_session *s, struct vault_staged *st)
+{
+	if (st->staged)
+		s->v->bs->ops->remove(s->v->bs, &st->blob, NULL);
+	st->staged = false;
+}
+
+void vault_note_refused(struct vault_session *s, const char *why)
+{
+	vault_audit(s->v, s->uid, "import", "", "refused", why);
+}
+
+int vault_commit_staged(struct vault_session *s, int64_t album_id, const char *name,
+			size_t len, struct vault_staged *st, struct vault_image *out,
+			struct iverr *e)
 {
 	struct vault *v = s->v;
 	struct catalog_album a;
 	struct catalog_image ci;
 	struct catalog_version ver = { 0 };
-	struct version_attrs at = { 0 };
-	struct blob_writer *w = NULL;
+	uint8_t idx[CATALOG_INDEX_LEN];
 	struct blob_id old_blob;
 	bool have_old = false, exists;
-	const char *mime;
 	char pid[33], bid[33];
 	int ret;
 
 	if ((ret = vault_check_name(name, len, "image", e)) < 0 ||
-	    (ret = album_owned(s, album_id, &a, e)) < 0)
-		return ret;
-	if (!v->sniffer && (ret = image_sniffer_new(&v->sniffer, e)) < 0)
-		return ret;
-	if ((ret = image_sniff(v->sniffer, data, size, &mime, e)) < 0) {
-		vault_audit(v, s->uid, "import", "", "refused", e ? e->msg : "not an image");
-		return ret;
+	    (ret = album_owned(s, album_id, &a, e)) < 0 ||
+	    (ret = check_quota(s, st->size, e)) < 0)
+		goto out_discard;
+	if (st->key_epoch != s->key_epoch) {
+		ret = iverr_set(e, EAGAIN, "the vault's key changed while the image was "
+				"written; import it again");
+		goto out_discard;
 	}
-	if ((ret = check_quota(s, size, e)) < 0)
-		return ret;
-	snprintf(at.mime, sizeof(at.mime), "%s", mime);
-	crypto_hash_sha256(at.sha256, data, size);
-
-	/* The blob is durable before the catalog names it. */
-	if ((ret = blob_writer_open(v->bs, s->keys->file_wrap, s->uid, &w, e)) < 0)
-		return ret;
-	if ((ret = blob_writer_write(w, data, size, e)) < 0) {
-		blob_writer_abort(w);
-		return ret;
-	}
-	if ((ret = blob_writer_commit(w, &ver.blob, e)) < 0)
-		return ret;
-
-	ver.size = size;
-	ver.key_epoch = s->key_epoch;
+	ver.blob = st->blob;
+	ver.size = st->size;
+	ver.key_epoch = st->key_epoch;
 	ver.created = vault_now();
-	vault_seal_attrs(s->keys, &ver.blob, &at, &ver);
 
 	if ((ret = catalog_begin(v->cat, e)) < 0)
-		goto out_remove_blob;
-	uint8_t idx[CATALOG_INDEX_LEN];
+		goto out_discard;
 	keys_name_index(s->keys, album_id, name, len, idx);
 	ret = catalog_image_find(v->cat, album_id, idx, &ci, e);
 	exists = ret == 0;
@@ -957,6 +1010,7 @@ int vault_import(struct vault_session *s, int64_t album_id, const char *name, si
 			goto out_rollback;
 	}
 	ver.image_id = ci.id;
+	vault_seal_attrs(s->keys, &ver.blob, &st->attrs, &ver);
 	if ((ret = catalog_version_add(v->cat, &ver, e)) < 0)
 		goto out_rollback;
 	/* Only the current and the pristine version are kept. */
@@ -977,11 +1031,13 @@ int vault_import(struct vault_session *s, int64_t album_id, const char *name, si
 		goto out_rollback;
 	hex_encode(ci.pid, 16, pid);
 	blob_id_hex(&ver.blob, bid);
+	/* Ids and sizes only: a stolen store must not learn names or types. */
 	if ((ret = audit_append(v->cat, v->actor, s->uid, "import", pid, "ok", e,
-				"version %s, %zu bytes, %s", bid, size, mime)) < 0)
+				"version %s, %" PRIu64 " bytes", bid, st->size)) < 0)
 		goto out_rollback;
 	if ((ret = catalog_commit(v->cat, e)) < 0)
-		goto out_remove_blob;
+		goto out_discard;
+	st->staged = false;   /* the catalog owns the blob now */
 	if (have_old)
 		v->bs->ops->remove(v->bs, &old_blob, NULL);  /* fsck removes it otherwise */
 	if (out)
@@ -989,9 +1045,28 @@ int vault_import(struct vault_session *s, int64_t album_id, const char *name, si
 	return 0;
 out_rollback:
 	catalog_rollback(v->cat);
-out_remove_blob:
-	v->bs->ops->remove(v->bs, &ver.blob, NULL);
+out_discard:
+	vault_discard_staged(s, st);
 	return ret;
+}
+
+int vault_import(struct vault_session *s, int64_t album_id, const char *name, size_t len,
+		 const void *data, size_t size, struct vault_image *out, struct iverr *e)
+{
+	struct vault *v = s->v;
+	struct vault_staged st;
+	int ret;
+
+	if ((ret = vault_check_name(name, len, "image", e)) < 0)
+		return ret;
+	if (!v->sniffer && (ret = image_sniffer_new(&v->sniffer, e)) < 0)
+		return ret;
+	ret = vault_stage(s, v->sniffer, data, size, &st, e);
+	if (ret == -IV_EREJECT)
+		vault_note_refused(s, "content refused");
+	if (ret < 0)
+		return ret;
+	return vault_commit_staged(s, album_id, name, len, &st, out, e);
 }
 
 int vault_image_remove(struct vault_session *s, int64_t image_id, struct iverr *e)
@@ -1092,7 +1167,9 @@ int vault_file_open(struct vault_session *s, int64_t image_id, enum vault_varian
 	}
 	if ((ret = catalog_version_get(s->v->cat, vid, &f->ver, e)) < 0)
 		goto out_free;
-	if (vault_open_attrs(s->keys, &f->ver, &f->attrs) < 0 &&
+	if (f->ver.image_id != ci.id)
+		ret = iverr_set(e, IV_EDAMAGE, "the catalog points it at another image's content");
+	else if (vault_open_attrs(s->keys, &f->ver, &f->attrs) < 0 &&
 	    (!s->prev || vault_open_attrs(s->prev, &f->ver, &f->attrs) < 0))
 		ret = iverr_set(e, IV_EDAMAGE, "its recorded attributes fail authentication");
 	else

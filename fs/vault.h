@@ -23,7 +23,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "blobstore.h"
 #include "catalog.h"
+#include "image.h"
 #include "iverr.h"
 #include "keys.h"
 
@@ -34,6 +36,14 @@
 struct vault;
 struct vault_session;
 struct vault_file;
+
+/* What the catalog records of a version, sealed: type, size in pixels and
+ * the SHA-256 of the plaintext. */
+struct version_attrs {
+	char mime[VAULT_MIME_MAX];
+	uint32_t width, height;
+	uint8_t sha256[32];
+};
 
 /* ---- stores ----------------------------------------------------------- */
 
@@ -168,6 +178,33 @@ int vault_image_list(struct vault_session *s, int64_t album_id, vault_image_fn f
 int vault_import(struct vault_session *s, int64_t album_id, const char *name, size_t len,
 		 const void *data, size_t size, struct vault_image *out, struct iverr *e);
 
+/*
+ * vault_import in two steps, so several images can be encrypted at once:
+ * vault_stage admits the content and writes its blob (durable, not yet
+ * referenced); vault_commit_staged points the catalog at it in one
+ * transaction.  vault_stage touches only the session's keys and the blob
+ * store: it may run in several threads at once, each with its own
+ * @sniffer, alongside vault_commit_staged and vault_discard_staged in the
+ * session's owning thread (but not alongside vault_rekey).  A staged blob
+ * that is neither committed nor discarded is an orphan that fsck removes.
+ */
+struct vault_staged {
+	struct blob_id blob;
+	uint64_t size;
+	int64_t key_epoch;
+	struct version_attrs attrs;
+	bool staged;
+};
+int vault_stage(struct vault_session *s, struct image_sniffer *sniffer, const void *data,
+		size_t size, struct vault_staged *out, struct iverr *e);
+/* Commits or, on failure, discards @st. */
+int vault_commit_staged(struct vault_session *s, int64_t album_id, const char *name,
+			size_t len, struct vault_staged *st, struct vault_image *out,
+			struct iverr *e);
+void vault_discard_staged(struct vault_session *s, struct vault_staged *st);
+/* Records a refused import in the audit trail (@why holds no names). */
+void vault_note_refused(struct vault_session *s, const char *why);
+
 /* Deletes the image, its pristine version included. */
 int vault_image_remove(struct vault_session *s, int64_t image_id, struct iverr *e);
 
@@ -227,18 +264,26 @@ int vault_fsck(struct vault *v, struct vault_session *const *sessions, size_t n_
 	       struct vault_fsck_report *r, struct iverr *e);
 
 /*
- * Rotates the session's user key: a new key is sealed into the slots that
- * can be resealed (the server slot with @sk, the passphrase slot with
- * @pass; a passphrase slot that cannot be resealed is removed and
- * *dropped_passphrase set), a new recovery code goes to @recovery, all
- * metadata is re-encrypted, and every blob header is rewrapped — or, with
- * @full, every blob re-encrypted under a new file key.  The work is
- * recorded in the catalog: after an interruption the next vault_rekey of
- * the same user resumes it (and @recovery stays empty).
+ * Key rotation, in two calls so the new recovery code can be shown before
+ * the long part starts.
+ *
+ * vault_rekey_begin rotates the session's user key in one transaction: a
+ * new key is sealed into the slots that can be resealed (the server slot
+ * with @sk, the passphrase slot with @pass; a passphrase slot that cannot be
+ * resealed is removed and *dropped_passphrase set), a new recovery code is
+ * written to @recovery, all metadata is re-encrypted, and the old key is
+ * kept sealed under the new one.  When a rotation of this user was already
+ * under way it changes nothing, leaves @recovery empty, and sets *resuming.
+ *
+ * vault_rekey_run then rewraps every blob header — or, if the rotation was
+ * begun with @full, re-encrypts every blob under a new file key — and
+ * forgets the old key.  Interrupted, it is resumed by the next begin + run.
  */
-int vault_rekey(struct vault_session *s, bool full, const struct server_key *sk,
-		const char *pass, size_t pass_len, const struct keys_kdf_cost *cost,
-		char recovery[KEYS_RECOVERY_CODE_LEN + 1], bool *dropped_passphrase,
-		vault_progress_fn progress, void *arg, struct iverr *e);
+int vault_rekey_begin(struct vault_session *s, bool full, const struct server_key *sk,
+		      const char *pass, size_t pass_len, const struct keys_kdf_cost *cost,
+		      char recovery[KEYS_RECOVERY_CODE_LEN + 1], bool *dropped_passphrase,
+		      bool *resuming, struct iverr *e);
+int vault_rekey_run(struct vault_session *s, vault_progress_fn progress, void *arg,
+		    struct iverr *e);
 
 #endif

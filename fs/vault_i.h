@@ -31,13 +31,6 @@ struct vault_session {
 	int64_t key_epoch;
 };
 
-/* The decrypted attributes of a version. */
-struct version_attrs {
-	char mime[VAULT_MIME_MAX];
-	uint32_t width, height;
-	uint8_t sha256[32];
-};
-
 struct vault_file {
 	struct vault_session *s;
 	struct blob_reader *r;           /* NULL for an empty placeholder */
@@ -57,7 +50,8 @@ void vault_seal_name(const struct user_keys *k, const char *tag, const uint8_t p
 int vault_open_name(const struct user_keys *k, const char *tag, const uint8_t pid[16],
 		    const uint8_t *enc, size_t enclen, char out[CATALOG_NAME_MAX + 1],
 		    size_t *len);
-/* A version's attributes, bound to its blob id. */
+/* A version's attributes, bound to its blob and image (v->blob, v->image_id
+ * must be set). */
 void vault_seal_attrs(const struct user_keys *k, const struct blob_id *blob,
 		      const struct version_attrs *a, struct catalog_version *v);
 int vault_open_attrs(const struct user_keys *k, const struct catalog_version *v,

@@ -545,28 +545,40 @@ out:
 	return ret;
 }
 
-int vault_rekey(struct vault_session *s, bool full, const struct server_key *sk,
-		const char *pass, size_t pass_len, const struct keys_kdf_cost *cost,
-		char recovery[KEYS_RECOVERY_CODE_LEN + 1], bool *dropped_passphrase,
-		vault_progress_fn progress, void *arg, struct iverr *e)
+int vault_rekey_begin(struct vault_session *s, bool full, const struct server_key *sk,
+		      const char *pass, size_t pass_len, const struct keys_kdf_cost *cost,
+		      char recovery[KEYS_RECOVERY_CODE_LEN + 1], bool *dropped_passphrase,
+		      bool *resuming, struct iverr *e)
+{
+	struct catalog_user u;
+	int ret;
+
+	recovery[0] = '\0';
+	*dropped_passphrase = false;
+	if ((ret = catalog_user_get(s->v->cat, s->uid, &u, e)) < 0)
+		return ret;
+	*resuming = u.rekey != CATALOG_REKEY_NONE;
+	if (*resuming)
+		return 0;
+	return rotate_start(s, &u, full, sk, pass, pass_len, cost, recovery,
+			    dropped_passphrase, e);
+}
+
+int vault_rekey_run(struct vault_session *s, vault_progress_fn progress, void *arg,
+		    struct iverr *e)
 {
 	struct vault *v = s->v;
 	version_vec versions = { 0 };
 	struct catalog_user u;
 	uint64_t bytes_total = 0, bytes = 0, damaged = 0;
+	bool full;
 	int ret;
 
-	recovery[0] = '\0';
-	*dropped_passphrase = false;
 	if ((ret = catalog_user_get(v->cat, s->uid, &u, e)) < 0)
 		return ret;
-	if (u.rekey == CATALOG_REKEY_NONE) {
-		if ((ret = rotate_start(s, &u, full, sk, pass, pass_len, cost, recovery,
-					dropped_passphrase, e)) < 0)
-			return ret;
-	} else {
-		full = u.rekey == CATALOG_REKEY_FULL;   /* resume what was started */
-	}
+	if (u.rekey == CATALOG_REKEY_NONE || !s->prev)
+		return 0;
+	full = u.rekey == CATALOG_REKEY_FULL;
 	if ((ret = catalog_version_list_user(v->cat, s->uid, 0, push_version, &versions, e)) < 0)
 		goto out;
 	for (size_t i = 0; i < versions.n; i++)

@@ -50,10 +50,20 @@ int vault_open_name(const struct user_keys *k, const char *tag, const uint8_t pi
 	return 0;
 }
 
+/* Attributes belong to one blob of one image: "attrs" || blob id || LE64
+ * image row id, so neither can be repointed in the catalog unnoticed. */
+static void attrs_ad(const struct blob_id *blob, int64_t image_id, uint8_t ad[48],
+		     size_t *adlen)
+{
+	vault_seal_ad("attrs", blob->b, BLOB_ID_LEN, ad, adlen);
+	put_le64(ad + *adlen, (uint64_t)image_id);
+	*adlen += 8;
+}
+
 void vault_seal_attrs(const struct user_keys *k, const struct blob_id *blob,
 		      const struct version_attrs *a, struct catalog_version *v)
 {
-	uint8_t plain[ATTRS_PLAIN_MAX], ad[32];
+	uint8_t plain[ATTRS_PLAIN_MAX], ad[48];
 	size_t n = 0, mlen = strnlen(a->mime, VAULT_MIME_MAX - 1), adlen;
 
 	plain[n++] = 1;                      /* record version */
@@ -65,7 +75,7 @@ void vault_seal_attrs(const struct user_keys *k, const struct blob_id *blob,
 	n += 8;
 	memcpy(plain + n, a->sha256, 32);
 	n += 32;
-	vault_seal_ad("attrs", blob->b, BLOB_ID_LEN, ad, &adlen);
+	attrs_ad(blob, v->image_id, ad, &adlen);
 	keys_seal(k->meta, ad, adlen, plain, n, v->attrs_enc);
 	v->attrs_enc_len = n + KEYS_SEAL_OVERHEAD;
 }
@@ -73,14 +83,14 @@ void vault_seal_attrs(const struct user_keys *k, const struct blob_id *blob,
 int vault_open_attrs(const struct user_keys *k, const struct catalog_version *v,
 		     struct version_attrs *a)
 {
-	uint8_t plain[CATALOG_ATTRS_ENC_MAX], ad[32];
+	uint8_t plain[CATALOG_ATTRS_ENC_MAX], ad[48];
 	size_t n, mlen, adlen;
 
 	memset(a, 0, sizeof(*a));
 	if (v->attrs_enc_len < KEYS_SEAL_OVERHEAD + 2)
 		return -IV_EDAMAGE;
 	n = v->attrs_enc_len - KEYS_SEAL_OVERHEAD;
-	vault_seal_ad("attrs", v->blob.b, BLOB_ID_LEN, ad, &adlen);
+	attrs_ad(&v->blob, v->image_id, ad, &adlen);
 	if (keys_open(k->meta, ad, adlen, v->attrs_enc, v->attrs_enc_len, plain) < 0)
 		return -IV_EDAMAGE;
 	mlen = plain[1];
