@@ -238,7 +238,7 @@ static int exec_sql(struct catalog *c, const char *sql, const char *what, struct
 static int catalog_migrate(struct catalog *c, struct iverr *e)
 {
 	sqlite3_stmt *st;
-	int version, ret = 0;
+	int version;
 	int rc = sqlite3_prepare_v2(c->db, "PRAGMA user_version", -1, &st, NULL);
 
 	if (rc != SQLITE_OK)
@@ -254,6 +254,7 @@ static int catalog_migrate(struct catalog *c, struct iverr *e)
 				 version, CATALOG_SCHEMA_VERSION);
 	while (version < CATALOG_SCHEMA_VERSION) {
 		char bump[64];
+		int ret;
 
 		if ((ret = exec_sql(c, "BEGIN IMMEDIATE", "migrating", e)) < 0)
 			return ret;

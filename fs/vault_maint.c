@@ -66,10 +66,9 @@ struct fsck {
 	struct vault *v;
 	bool repair;
 	vault_problem_fn problem;
-	vault_progress_fn progress;
 	void *arg;
 	struct vault_fsck_report *r;
-	uint64_t items, items_total, bytes_total;
+	uint64_t bytes_total;
 	blob_vec orphans;
 };
 
@@ -267,8 +266,7 @@ int vault_fsck(struct vault *v, struct vault_session *const *sessions, size_t n_
 	       bool repair, vault_problem_fn problem, vault_progress_fn progress, void *arg,
 	       struct vault_fsck_report *r, struct iverr *e)
 {
-	struct fsck f = { .v = v, .repair = repair, .problem = problem,
-			  .progress = progress, .arg = arg, .r = r };
+	struct fsck f = { .v = v, .repair = repair, .problem = problem, .arg = arg, .r = r };
 	struct audit_report ar;
 	struct iverr err = { 0 };
 	version_vec all = { 0 };
@@ -326,7 +324,6 @@ int vault_fsck(struct vault *v, struct vault_session *const *sessions, size_t n_
 	}
 	for (size_t i = 0; i < all.n; i++)
 		f.bytes_total += all.v[i].size;
-	f.items_total = all.n;
 
 	for (size_t u = 0; u < uids.n; u++) {
 		struct vault_session *s = NULL;
