@@ -436,6 +436,9 @@ struct export_ctx {
 	const char *album;
 	size_t album_len;
 	size_t exported, damaged;
+	struct progress bar;
+	uint64_t items, items_total, bytes, bytes_total;
+	bool counting;           /* the first pass only sums up, for the bar */
 	int err;                 /* first store-level failure */
 	struct iverr *e;
 };
@@ -448,6 +451,14 @@ static int export_image(const struct vault_image *im, void *arg)
 	struct timespec times[2];
 	int fd, ret;
 
+	if (x->counting) {
+		x->items_total++;
+		x->bytes_total += im->size;
+		return 0;
+	}
+	x->items++;
+	x->bytes += im->size;
+	progress_update(&x->bar, x->items, x->items_total, x->bytes, x->bytes_total);
 	ret = vault_file_open(x->s, im->id, x->c->pristine ? VAULT_PRISTINE : VAULT_ORIGINAL,
 			      &f, &err);
 	if (ret == 0) {
@@ -469,6 +480,7 @@ static int export_image(const struct vault_image *im, void *arg)
 	vault_file_close(f);
 	if (ret == -IV_EDAMAGE) {
 		x->damaged++;
+		progress_done(&x->bar);
 		fprintf(stderr, "%s: not exported: %s\n", x->c->prog, err.msg);
 		return 0;
 	}
@@ -480,6 +492,7 @@ static int export_image(const struct vault_image *im, void *arg)
 	}
 	x->exported++;
 	if (x->c->json) {
+		progress_done(&x->bar);
 		printf("{");
 		print_image_json(x->album, x->album_len, im);
 		printf("}\n");
@@ -495,6 +508,8 @@ static int export_album(int64_t id, const char *name, size_t len, void *arg)
 
 	if (x->c->album && (strlen(x->c->album) != len || memcmp(x->c->album, name, len)))
 		return 0;
+	if (x->counting)
+		return vault_image_list(x->s, id, export_image, x, x->e);
 	snprintf(dname, sizeof(dname), "%.*s", (int)len, name);
 	if (mkdirat(parent, dname, 0700) < 0 && errno != EEXIST)
 		return iverr_set(x->e, errno, "cannot create %s: %s", dname, strerror(errno));
@@ -532,7 +547,13 @@ int cmd_export(struct cli *c)
 	x.s = s;
 	if (c->album && (ret = vault_album_find(s, c->album, strlen(c->album), &album_id, &e)) < 0)
 		goto out;
+	x.counting = true;
+	if ((ret = vault_album_list(s, export_album, &x, &e)) < 0)
+		goto out;
+	x.counting = false;
+	progress_init(&x.bar, "exporting", c->progress && !c->json && !c->quiet);
 	ret = vault_album_list(s, export_album, &x, &e);
+	progress_done(&x.bar);
 	if (ret == 0 && !c->json && !c->quiet)
 		printf("%zu images exported to %s%s\n", x.exported, c->args[0],
 		       x.damaged ? " (damaged ones were not)" : "");

@@ -92,7 +92,8 @@ static int verify_one(const struct catalog_audit *a, void *arg)
 	vs->r->entries++;
 	audit_hash(vs->prev, a, h);
 	if (a->seq != vs->expect_seq || sodium_memcmp(h, a->hash, 32) != 0) {
-		vs->r->first_bad = a->seq;
+		/* 0 means "intact": a forged seq of 0 or less still reports. */
+		vs->r->first_bad = a->seq > 0 ? a->seq : vs->expect_seq;
 		return 1;
 	}
 	memcpy(vs->prev, a->hash, 32);

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <sqlite3.h>
 
@@ -148,8 +149,15 @@ static int db_fail(struct catalog *c, int rc, const char *what, struct iverr *e)
 	const char *hint = "";
 
 	switch (rc & 0xff) {
-	case SQLITE_CONSTRAINT:
-		return -EEXIST;  /* callers word unique conflicts themselves */
+	case SQLITE_CONSTRAINT: {
+		int ext = sqlite3_extended_errcode(c->db);
+		if (ext == SQLITE_CONSTRAINT_UNIQUE || ext == SQLITE_CONSTRAINT_PRIMARYKEY)
+			return -EEXIST;  /* callers word unique conflicts themselves */
+		code = ext == SQLITE_CONSTRAINT_FOREIGNKEY ? ENOENT : EINVAL;
+		hint = ext == SQLITE_CONSTRAINT_FOREIGNKEY ? " (it refers to a row that "
+		       "does not exist)" : "";
+		break;
+	}
 	case SQLITE_CORRUPT:
 	case SQLITE_NOTADB:
 		code = IV_EDAMAGE;
@@ -283,6 +291,16 @@ int catalog_open(const char *path, bool create, struct catalog **out, struct ive
 		free(c);
 		return iverr_set(e, ENOMEM, "out of memory");
 	}
+	if (!create) {
+		struct stat st;
+		bool missing = stat(path, &st) < 0;
+		if (missing || st.st_size == 0) {
+			ret = iverr_set(e, IV_EDAMAGE, "catalog %s is %s: the store is damaged; "
+					"restore catalog.db from a backup", path,
+					missing ? "missing" : "empty");
+			goto out_free;
+		}
+	}
 	rc = sqlite3_open_v2(path, &c->db, flags, NULL);
 	if (rc != SQLITE_OK) {
 		ret = db_fail(c, rc, "cannot open", e);
@@ -311,6 +329,10 @@ int catalog_open(const char *path, bool create, struct catalog **out, struct ive
 	return 0;
 out_close:
 	catalog_close(c);
+	return ret;
+out_free:
+	free(c->path);
+	free(c);
 	return ret;
 }
 

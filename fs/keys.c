@@ -202,7 +202,7 @@ static int recovery_normalize(const char *code, size_t len, char digits[RECOVERY
 			c = '0';
 		else if (c == 'I' || c == 'L')
 			c = '1';
-		if (!strchr(crockford, c) || n == RECOVERY_DIGITS)
+		if (!memchr(crockford, c, sizeof(crockford) - 1) || n == RECOVERY_DIGITS)
 			return -1;
 		digits[n++] = c;
 	}
@@ -252,10 +252,12 @@ static int slot_kek(const struct key_slot *s, const void *secret, size_t len,
 
 	switch (s->kind) {
 	case KEY_SLOT_PASSPHRASE:
+		/* Capped at "sensitive": an edited catalog must not make an
+		 * unlock take hours or all memory. */
 		if (s->opslimit < crypto_pwhash_OPSLIMIT_MIN ||
-		    s->opslimit > crypto_pwhash_OPSLIMIT_MAX ||
+		    s->opslimit > crypto_pwhash_OPSLIMIT_SENSITIVE ||
 		    s->memlimit < crypto_pwhash_MEMLIMIT_MIN ||
-		    s->memlimit > crypto_pwhash_MEMLIMIT_MAX)
+		    s->memlimit > crypto_pwhash_MEMLIMIT_SENSITIVE)
 			return iverr_set(e, IV_EDAMAGE, "passphrase slot has invalid "
 					 "Argon2id parameters; the catalog is damaged");
 		if (crypto_pwhash(kek, KEYS_KEY_LEN, secret, len, s->salt, s->opslimit,

@@ -426,7 +426,7 @@ static void test_tampering(void)
 	uint8_t *data = random_bytes(size), *adata = random_bytes(asize);
 	uint8_t *orig, *aorig, *borig;
 	struct blob_id id, aid, bid;
-	char path[512], apath[512], bpath[512], label[128];
+	char path[512], apath[512], bpath[512];
 	size_t olen = 0, alen = 0, blen = 0;
 	bool wrong, opened;
 	int ret;
@@ -618,9 +618,8 @@ static void test_tampering(void)
 		is_int(ret, -IV_EDAMAGE, "a blob missing from the store gives -IV_EDAMAGE");
 		ok(r == NULL && strstr(e.msg, "missing"), "saying it is missing: %s", e.msg);
 	}
-	snprintf(label, sizeof(label), "untouched blob after all attacks");
 	ret = attack_result(&id, wrap_key, OWNER, size, &wrong, &opened);
-	ok(ret == 0 && !wrong && opened, "%s reads cleanly", label);
+	ok(ret == 0 && !wrong && opened, "the restored blob reads cleanly after all attacks");
 
 	free(orig);
 	free(aorig);

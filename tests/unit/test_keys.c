@@ -231,11 +231,17 @@ static bool recovery_format_ok(const char *code)
 	return true;
 }
 
+/* The message of the last open_recovery, to tell "not a code" from "wrong code". */
+static struct iverr recovery_err;
+
 static int open_recovery(const struct key_slot *slot, const char *code,
 			 const struct user_keys *want)
 {
 	struct user_keys *got = NULL;
-	int ret = keys_slot_open(slot, code, strlen(code), &bind_a, &got, NULL);
+	int ret;
+
+	iverr_clear(&recovery_err);
+	ret = keys_slot_open(slot, code, strlen(code), &bind_a, &got, &recovery_err);
 
 	if (ret == 0 && !same_keys(want, got))
 		ret = 1;   /* opened, but with the wrong keys */
@@ -251,6 +257,7 @@ static void test_recovery_slot(void)
 	struct user_keys *uk = keys_user_new();
 	char rnd[KEYS_RECOVERY_CODE_LEN + 1], rnd2[KEYS_RECOVERY_CODE_LEN + 1];
 	char lower[KEYS_RECOVERY_CODE_LEN + 1];
+	struct user_keys *got = NULL;
 	bool formats = true;
 	int ret;
 
@@ -296,17 +303,29 @@ static void test_recovery_slot(void)
 	is_int(open_recovery(&slot, "0l234-56789-abcde-fghjk-mnpqr", uk), 0,
 	       "opens with l for 1");
 
-	is_int(open_recovery(&slot, "01234-56789-ABCDE-FGHJK-MNPQ", uk), -IV_EAUTH,
-	       "a code one digit short is refused");
-	is_int(open_recovery(&slot, "01234-56789-ABCDE-FGHJK-MNPQRS", uk), -IV_EAUTH,
-	       "a code one digit long is refused");
-	is_int(open_recovery(&slot, "", uk), -IV_EAUTH, "an empty code is refused");
-	is_int(open_recovery(&slot, "01234-56789-ABCDE-FGHJK-MNPQU", uk), -IV_EAUTH,
-	       "a code with a letter outside the alphabet (U) is refused");
+	static const struct { const char *code, *what; } malformed[] = {
+		{ "01234-56789-ABCDE-FGHJK-MNPQ", "a code one digit short" },
+		{ "01234-56789-ABCDE-FGHJK-MNP", "a code two digits short" },
+		{ "01234-56789-ABCDE-FGHJK-MNPQRS", "a code one digit long" },
+		{ "01234-56789-ABCDE-FGHJK-MNPQR-0", "a code with a sixth group" },
+		{ "", "an empty code" },
+		{ "-----", "only dashes" },
+		{ "01234-56789-ABCDE-FGHJK-MNPQU", "a letter outside the alphabet (U)" },
+		{ "01234_56789_ABCDE_FGHJK_MNPQR", "underscores as separators" },
+		{ "01234-56789-ABCDE-FGHJK-MNPQ!", "punctuation" },
+	};
+	for (size_t i = 0; i < sizeof(malformed) / sizeof(malformed[0]); i++) {
+		is_int(open_recovery(&slot, malformed[i].code, uk), -IV_EAUTH,
+		       "%s is refused", malformed[i].what);
+		ok(strstr(recovery_err.msg, "not a recovery code") != NULL,
+		   "%s: the message says it is not a recovery code", malformed[i].what);
+		ret = keys_slot_seal(&slot2, KEY_SLOT_RECOVERY, uk, malformed[i].code,
+				     strlen(malformed[i].code), NULL, &bind_a, NULL);
+		ok(ret < 0, "%s: sealing with it fails (%d)", malformed[i].what, ret);
+	}
 	is_int(open_recovery(&slot, "01234-56789-ABCDE-FGHJK-MNPQS", uk), -IV_EAUTH,
-	       "a code with one digit wrong is refused");
-	is_int(open_recovery(&slot, "01234_56789_ABCDE_FGHJK_MNPQR", uk), -IV_EAUTH,
-	       "underscores are not separators");
+	       "a well-formed code with one digit wrong is refused");
+	is_int(recovery_err.msg[0], 0, "without claiming it is malformed");
 
 	/* Sealing normalises too: a lower-case, dashless, O/L code seals the same slot. */
 	ret = keys_slot_seal(&slot2, KEY_SLOT_RECOVERY, uk, "oL234 56789 abcde fghjk mnpqr",
@@ -316,9 +335,25 @@ static void test_recovery_slot(void)
 	ret = keys_slot_seal(&slot2, KEY_SLOT_RECOVERY, uk, "not a code", 10, NULL, &bind_a, NULL);
 	ok(ret < 0, "sealing with something that is not a code fails (%d)", ret);
 
+	/* A NUL byte is not a digit (strchr finds the alphabet's terminator). */
+	{
+		static const char nul24[] = "0123456789ABCDEFGHJKMNPQ";   /* 24 digits */
+		struct iverr e = { 0 };
+
+		ret = keys_slot_seal(&slot2, KEY_SLOT_RECOVERY, uk, nul24, sizeof(nul24), NULL,
+				     &bind_a, &e);
+		ok(ret < 0, "sealing with 24 digits and a NUL byte fails (%d)", ret);
+		iverr_clear(&e);
+		ret = keys_slot_open(&slot, "01234-56789-ABCDE-FGHJK-MNPQ\0", 29, &bind_a, &got, &e);
+		is_int(ret, -IV_EAUTH, "opening with 24 digits and a NUL byte fails");
+		ok(strstr(e.msg, "not a recovery code") != NULL,
+		   "and says it is not a recovery code: '%s'", e.msg);
+		keys_user_free(got);
+		got = NULL;
+	}
+
 	/* Binding. */
 	struct key_slot_binding other = bind_a;
-	struct user_keys *got = NULL;
 	other.uid = 4242;
 	ret = keys_slot_open(&slot, code, strlen(code), &other, &got, NULL);
 	is_int(ret, -IV_EAUTH, "the recovery slot does not open for another uid");

@@ -8,7 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
+#include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,20 +29,31 @@ static inline void tu_mkdtemp(char *out, size_t cap, const char *tag)
 	}
 }
 
-static inline int tu_rm_one(const char *path, const struct stat *st, int flag,
-			    struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	if (flag == FTW_DP)
-		return rmdir(path) < 0 ? -1 : 0;
-	return unlink(path) < 0 ? -1 : 0;
-}
-
-/* rm -rf @path; returns 0 or -1. */
+/* rm -rf @path (does not follow symlinks); returns 0 or -1. */
 static inline int tu_rm_rf(const char *path)
 {
-	return nftw(path, tu_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	struct stat st;
+	struct dirent *de;
+	DIR *d;
+	int ret = 0;
+
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : -1;
+	if (!S_ISDIR(st.st_mode))
+		return unlink(path);
+	if (!(d = opendir(path)))
+		return -1;
+	while ((de = readdir(d))) {
+		char sub[4096];
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name) >= (int)sizeof(sub) ||
+		    tu_rm_rf(sub) < 0)
+			ret = -1;
+	}
+	closedir(d);
+	return rmdir(path) < 0 ? -1 : ret;
 }
 
 /* Reads a whole file into a malloc'd buffer; NULL on failure. */
