@@ -14,6 +14,7 @@
 #include <sys/types.h>
 
 #include "keys.h"
+#include "thumbnailer.h"
 #include "vault.h"
 
 /* Exit codes (documented in imgvault(1) and --help). */
@@ -41,9 +42,16 @@ struct cli {
 	long limit;                   /* audit -n */
 	bool json, quiet, progress;
 	bool full, repair, pristine, yes, no_passphrase;
+	bool thumb, stripped, no_thumbs, rebuild;
 	char **args;                  /* positional arguments after the command */
 	int nargs;
+	/* set while a command runs */
+	struct vault_session *session;
+	uint64_t thumbs_made, thumbs_damaged;
 };
+
+/* Thumbnail workers of a command: one per core is all libvips needs. */
+#define THUMB_WORKERS 2
 
 /* Prints "imgvault: MSG" to stderr and returns the exit code for @err. */
 int cli_fail(const struct cli *c, int err, const char *fmt, ...)
@@ -95,5 +103,13 @@ int cmd_rm(struct cli *c);
 int cmd_fsck(struct cli *c);
 int cmd_rekey(struct cli *c);
 int cmd_audit(struct cli *c);
+int cmd_thumbs(struct cli *c);
+int cmd_config(struct cli *c);
+
+/* Runs the session's thumbnail queue: with @wait to the end (or to version
+ * @until) with a progress bar, else only what is ready now.  Damaged
+ * images are reported on stderr and counted in @c. */
+int cli_make_thumbs(struct cli *c, struct thumbnailer *t, bool wait, int64_t until,
+		    struct iverr *e);
 
 #endif

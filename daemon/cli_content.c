@@ -14,6 +14,8 @@
 #include "bytes.h"
 #include "cli.h"
 #include "progress.h"
+#include "strip.h"
+#include "thumbnailer.h"
 
 /* Until the image pipeline brings configurable limits, a hard ceiling keeps
  * one import from exhausting memory. */
@@ -171,8 +173,9 @@ static void print_image_json(const char *album, size_t album_len, const struct v
 	cli_json_string(stdout, album, album_len);
 	printf(",\"name\":");
 	cli_json_string(stdout, im->name, im->name_len);
-	printf(",\"id\":\"%s\",\"size\":%" PRIu64 ",\"mime\":\"%s\",\"sha256\":\"%s\","
-	       "\"mtime\":%" PRId64 ",\"damaged\":%s,\"edited\":%s", pid, im->size, im->mime,
+	printf(",\"id\":\"%s\",\"size\":%" PRIu64 ",\"mime\":\"%s\",\"width\":%u,"
+	       "\"height\":%u,\"sha256\":\"%s\",\"mtime\":%" PRId64 ",\"damaged\":%s,"
+	       "\"edited\":%s", pid, im->size, im->mime, im->width, im->height,
 	       im->size ? sha : "", im->mtime, im->damaged ? "true" : "false",
 	       im->edited ? "true" : "false");
 }
@@ -257,6 +260,7 @@ int cmd_import(struct cli *c)
 	struct import_pool pool = { .lock = PTHREAD_MUTEX_INITIALIZER,
 				    .cond = PTHREAD_COND_INITIALIZER };
 	pthread_t workers[IMPORT_WORKERS];
+	struct thumbnailer *thumbs = NULL;
 	int nworkers = 0;
 	struct progress bar;
 	const char *album = c->album ? c->album : VAULT_DEFAULT_ALBUM;
@@ -288,6 +292,9 @@ int cmd_import(struct cli *c)
 	}
 	if ((ret = cli_open_store(c, &v, &e)) < 0 || (ret = cli_session(c, v, &s, &e)) < 0 ||
 	    (ret = vault_album_ensure(s, album, strlen(album), &album_id, &e)) < 0)
+		goto out;
+	c->session = s;
+	if (!c->no_thumbs && (ret = thumbnailer_start(s, 1, &thumbs, &e)) < 0)
 		goto out;
 	pool.files = &files;
 	pool.s = s;
@@ -356,6 +363,9 @@ int cmd_import(struct cli *c)
 		}
 		fflush(stdout);   /* "imported" is a promise: say it as soon as it holds */
 		progress_update(&bar, i + 1, files.n, done_bytes, files.bytes);
+		/* Thumbnails as images arrive, off the commit path: only what is done. */
+		if (thumbs && (ret = cli_make_thumbs(c, thumbs, false, 0, &e)) < 0)
+			break;
 	}
 	progress_done(&bar);
 	pthread_mutex_lock(&pool.lock);
@@ -374,15 +384,23 @@ int cmd_import(struct cli *c)
 			       "again", files.v[i].path, e.msg, imported, files.n);
 		goto out_quiet;
 	}
+	if (thumbs && (ret = cli_make_thumbs(c, thumbs, true, 0, &e)) < 0) {
+		ret = cli_fail(c, ret, "import: every image is imported, but making thumbnails "
+			       "stopped: %s; run imgvault thumbs to finish them", e.msg);
+		goto out_quiet;
+	}
 	if (c->json)
-		printf("{\"imported\":%zu,\"refused\":%zu}\n", imported, refused);
+		printf("{\"imported\":%zu,\"refused\":%zu,\"damaged\":%llu}\n", imported, refused,
+		       (unsigned long long)c->thumbs_damaged);
 	else if (!c->quiet)
-		printf("%zu imported, %zu refused\n", imported, refused);
-	ret = refused ? EXIT_PARTIAL : EXIT_OK;
+		printf("%zu imported, %zu refused%s\n", imported, refused,
+		       c->thumbs_damaged ? ", some marked damaged (see above)" : "");
+	ret = refused ? EXIT_PARTIAL : c->thumbs_damaged ? EXIT_DAMAGE : EXIT_OK;
 	goto out_quiet;
 out:
 	ret = ret < 0 ? cli_fail(c, ret, "import: %s", e.msg) : EXIT_OK;
 out_quiet:
+	thumbnailer_stop(thumbs);
 	free(pool.results);
 	list_free(&files);
 	vault_session_close(s);
@@ -425,6 +443,58 @@ static int copy_out(struct vault_file *f, int fd, struct iverr *e)
 		ret = iverr_set(e, IV_EDAMAGE, "image '%s' does not match its recorded SHA-256; "
 				"run imgvault fsck", vault_file_image(f)->name);
 out:
+	free(buf);
+	return ret;
+}
+
+/* The current version with location and device metadata removed, as share
+ * links serve it: lossless for JPEG, PNG and WebP (strip.h). */
+static int copy_stripped(struct vault_file *f, int fd, struct iverr *e)
+{
+	uint64_t size = vault_file_size(f);
+	uint8_t *buf = malloc(size ? size : 1), *out = NULL;
+	size_t out_len = 0;
+	ssize_t n;
+	int ret;
+
+	if (!buf)
+		return iverr_set(e, ENOMEM, "out of memory");
+	n = vault_file_pread(f, buf, size, 0, e);
+	if (n < 0 || (uint64_t)n != size) {
+		ret = n < 0 ? (int)n : iverr_set(e, EIO, "short read");
+		goto out;
+	}
+	ret = strip_metadata(buf, size, vault_file_image(f)->mime, &out, &out_len, e);
+	if (ret == -ENOTSUP) {
+		/* No lossless stripper for this format: re-encoded, metadata dropped. */
+		enum image_type type;
+		void *re = NULL;
+		iverr_clear(e);
+		ret = image_reencode(buf, size, image_type_of(vault_file_image(f)->mime), &re,
+				     &out_len, &type, e);
+		if (ret == 0) {
+			out = malloc(out_len ? out_len : 1);
+			if (out)
+				memcpy(out, re, out_len);
+			else
+				ret = iverr_set(e, ENOMEM, "out of memory");
+		}
+		image_buffer_free(re);
+	}
+	if (ret < 0)
+		goto out;
+	for (size_t w = 0; w < out_len;) {
+		ssize_t k = write(fd, out + w, out_len - w);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0) {
+			ret = iverr_set(e, errno, "cannot write: %s", strerror(errno));
+			goto out;
+		}
+		w += (size_t)k;
+	}
+out:
+	free(out);
 	free(buf);
 	return ret;
 }
@@ -675,20 +745,45 @@ int cmd_cat(struct cli *c)
 	struct vault *v = NULL;
 	struct vault_session *s = NULL;
 	struct vault_file *f = NULL;
+	struct thumbnailer *thumbs = NULL;
+	enum vault_variant which;
 	struct vault_image im;
 	int ret;
 
 	if (c->nargs != 1)
-		return cli_usage(c, "usage: imgvault cat [--pristine] ALBUM/NAME");
+		return cli_usage(c, "usage: imgvault cat [--pristine | --thumb | --stripped] ALBUM/NAME");
 	if (isatty(STDOUT_FILENO))
 		return cli_fail(c, -EINVAL, "cat: refusing to write image bytes to a terminal; "
 				"redirect to a file (imgvault cat %s > FILE)", c->args[0]);
+	if (c->pristine + c->thumb + c->stripped > 1)
+		return cli_usage(c, "cat takes one of --pristine, --thumb and --stripped");
+	which = c->pristine ? VAULT_PRISTINE : c->thumb ? VAULT_THUMB : VAULT_ORIGINAL;
 	if ((ret = cli_open_store(c, &v, &e)) < 0 || (ret = cli_session(c, v, &s, &e)) < 0 ||
-	    (ret = find_path(s, c->args[0], &im, &e)) < 0 ||
-	    (ret = vault_file_open(s, im.id, c->pristine ? VAULT_PRISTINE : VAULT_ORIGINAL, &f, &e)) < 0)
+	    (ret = find_path(s, c->args[0], &im, &e)) < 0)
 		goto out;
-	ret = copy_out(f, STDOUT_FILENO, &e);
+	c->session = s;
+	ret = vault_file_open(s, im.id, which, &f, &e);
+	if (ret == -EAGAIN && which == VAULT_THUMB) {
+		/* Not made yet: ahead of the queue, now. */
+		iverr_clear(&e);
+		if ((ret = vault_thumb_queue(s, im.id, true, false, &e)) < 0 ||
+		    (ret = thumbnailer_start(s, 1, &thumbs, &e)) < 0 ||
+		    (ret = cli_make_thumbs(c, thumbs, true, im.current_version, &e)) < 0)
+			goto out;
+		if (c->thumbs_damaged) {
+			ret = iverr_set(&e, IV_EDAMAGE, "it does not decode: no thumbnail");
+			goto out;
+		}
+		ret = vault_file_open(s, im.id, which, &f, &e);
+	}
+	if (ret < 0)
+		goto out;
+	if (c->stripped)
+		ret = copy_stripped(f, STDOUT_FILENO, &e);
+	else
+		ret = copy_out(f, STDOUT_FILENO, &e);
 out:
+	thumbnailer_stop(thumbs);
 	vault_file_close(f);
 	vault_session_close(s);
 	vault_close(v);

@@ -52,6 +52,13 @@ static void fsck_problem(void *arg, const char *problem)
 	fflush(stdout);
 }
 
+static void fsck_progress(void *arg, uint64_t items, uint64_t total, uint64_t b, uint64_t bt)
+{
+	struct fsck_out *o = arg;
+
+	progress_update(&o->bar, items, total, b, bt);
+}
+
 /* Unlocks every vault the caller can: all of them with the server key in a
  * system store, else the caller's own with the passphrase. */
 static int fsck_sessions(struct cli *c, struct vault *v, struct vault_session ***out,
@@ -122,7 +129,7 @@ int cmd_fsck(struct cli *c)
 	if ((ret = cli_open_store(c, &v, &e)) < 0 || (ret = fsck_sessions(c, v, &ss, &n, &e)) < 0)
 		goto out;
 	progress_init(&o.bar, "checking", c->progress && !c->json && !c->quiet);
-	ret = vault_fsck(v, ss, n, c->repair, fsck_problem, progress_callback, &o.bar, &r, &e);
+	ret = vault_fsck(v, ss, n, c->repair, fsck_problem, fsck_progress, &o, &r, &e);
 	progress_done(&o.bar);
 	if (ret < 0)
 		goto out;
@@ -164,6 +171,7 @@ int cmd_rekey(struct cli *c)
 	struct progress bar;
 	char recovery[KEYS_RECOVERY_CODE_LEN + 1] = "";
 	bool dropped = false, resuming = false;
+	struct thumbnailer *thumbs = NULL;
 	int ret;
 
 	if (c->nargs)
@@ -205,7 +213,12 @@ int cmd_rekey(struct cli *c)
 	progress_done(&bar);
 	if (ret == 0 && !c->quiet && !c->json)
 		printf("every blob of the vault is now under the new key\n");
+	/* Thumbnails were dropped with the old key: make them again. */
+	c->session = s;
+	if (ret == 0 && (ret = thumbnailer_start(s, THUMB_WORKERS, &thumbs, &e)) == 0)
+		ret = cli_make_thumbs(c, thumbs, true, 0, &e);
 out:
+	thumbnailer_stop(thumbs);
 	sodium_memzero(recovery, sizeof(recovery));
 	prompt_secret_free(&pass);
 	keys_server_free(sk);
@@ -289,4 +302,136 @@ out:
 	if (ret < 0)
 		return cli_fail(c, ret, "audit: %s", e.msg);
 	return c->nargs == 1 && r.first_bad ? EXIT_DAMAGE : EXIT_OK;
+}
+
+struct thumbs_out {
+	struct cli *c;
+	struct vault_session *s;
+	struct progress bar;
+};
+
+static void thumb_damaged(void *arg, int64_t image_id, const char *why)
+{
+	struct thumbs_out *o = arg;
+	struct vault_image im;
+
+	progress_done(&o->bar);
+	fprintf(stderr, "%s: damaged: ", o->c->prog);
+	if (vault_image_get(o->s, image_id, &im, NULL) == 0)
+		cli_print_name(stderr, im.name, im.name_len);
+	else
+		fprintf(stderr, "image %lld", (long long)image_id);
+	fprintf(stderr, ": %s; it is kept, marked damaged\n", why);
+}
+
+static void thumb_progress(void *arg, uint64_t items, uint64_t total, uint64_t b, uint64_t bt)
+{
+	struct thumbs_out *o = arg;
+
+	progress_update(&o->bar, items, total, b, bt);
+}
+
+int cli_make_thumbs(struct cli *c, struct thumbnailer *t, bool wait, int64_t until,
+		    struct iverr *e)
+{
+	struct thumbs_out o = { .c = c, .s = NULL };
+	struct thumbnailer_report r = { 0 };
+	int ret;
+
+	o.s = c->session;
+	progress_init(&o.bar, "thumbnails", wait && c->progress && !c->json && !c->quiet && !until);
+	ret = thumbnailer_run(t, wait, until, thumb_progress, thumb_damaged, &o, &r, e);
+	progress_done(&o.bar);
+	c->thumbs_made += r.made;
+	c->thumbs_damaged += r.damaged;
+	return ret;
+}
+
+static int queue_all(const struct vault_image *im, void *arg)
+{
+	struct vault_session *s = arg;
+
+	return vault_thumb_queue(s, im->id, false, true, NULL);
+}
+
+static int queue_album(int64_t id, const char *name, size_t len, void *arg)
+{
+	(void)name;
+	(void)len;
+	return vault_image_list(arg, id, queue_all, arg, NULL);
+}
+
+int cmd_thumbs(struct cli *c)
+{
+	struct iverr e = { 0 };
+	struct vault *v = NULL;
+	struct vault_session *s = NULL;
+	struct thumbnailer *t = NULL;
+	int ret;
+
+	if (c->nargs)
+		return cli_usage(c, "usage: imgvault thumbs [--rebuild]");
+	if ((ret = cli_open_store(c, &v, &e)) < 0 || (ret = cli_session(c, v, &s, &e)) < 0)
+		goto out;
+	c->session = s;
+	if (c->rebuild && (ret = vault_album_list(s, queue_album, s, &e)) < 0)
+		goto out;
+	if ((ret = thumbnailer_start(s, THUMB_WORKERS, &t, &e)) < 0 ||
+	    (ret = cli_make_thumbs(c, t, true, 0, &e)) < 0)
+		goto out;
+	if (c->json)
+		printf("{\"made\":%llu,\"damaged\":%llu}\n", (unsigned long long)c->thumbs_made,
+		       (unsigned long long)c->thumbs_damaged);
+	else if (!c->quiet)
+		printf("%llu thumbnails made, %llu images damaged\n",
+		       (unsigned long long)c->thumbs_made, (unsigned long long)c->thumbs_damaged);
+out:
+	thumbnailer_stop(t);
+	vault_session_close(s);
+	vault_close(v);
+	if (ret < 0)
+		return cli_fail(c, ret, "thumbs: %s", e.msg);
+	return c->thumbs_damaged ? EXIT_DAMAGE : EXIT_OK;
+}
+
+static int print_setting(const char *key, const char *value, void *arg)
+{
+	const struct cli *c = arg;
+
+	if (c->json)
+		printf("{\"key\":\"%s\",\"value\":\"%s\"}\n", key, value);
+	else
+		printf("%s=%s\n", key, value);
+	return 0;
+}
+
+int cmd_config(struct cli *c)
+{
+	struct iverr e = { 0 };
+	struct vault *v = NULL;
+	char key[64];
+	int ret;
+
+	if ((ret = cli_open_store(c, &v, &e)) < 0)
+		goto out;
+	if (c->nargs && getuid() != 0 && vault_is_system(v)) {
+		ret = iverr_set(&e, EPERM, "only root changes a system store's settings");
+		goto out;
+	}
+	for (int i = 0; i < c->nargs; i++) {
+		const char *eq = strchr(c->args[i], '=');
+		if (!eq || eq == c->args[i] || (size_t)(eq - c->args[i]) >= sizeof(key)) {
+			ret = iverr_set(&e, EINVAL, "'%s' is not KEY=VALUE (image.max-pixels=50000000)",
+					c->args[i]);
+			goto out;
+		}
+		snprintf(key, sizeof(key), "%.*s", (int)(eq - c->args[i]), c->args[i]);
+		if ((ret = vault_config_set(v, key, eq + 1, &e)) < 0)
+			goto out;
+	}
+	if (!c->nargs || !c->quiet)
+		ret = vault_config_list(v, print_setting, c);
+out:
+	vault_close(v);
+	return ret < 0 ? cli_fail(c, ret, "config: %s", e.msg) : EXIT_OK;
 }

@@ -15,7 +15,8 @@
 enum {
 	O_ALBUM = 1 << 0, O_FULL = 1 << 1, O_REPAIR = 1 << 2, O_PRISTINE = 1 << 3,
 	O_YES = 1 << 4, O_NOPASS = 1 << 5, O_NEWPASS = 1 << 6, O_RECOVERY = 1 << 7,
-	O_LIMIT = 1 << 8, O_KDF = 1 << 9,
+	O_LIMIT = 1 << 8, O_KDF = 1 << 9, O_THUMB = 1 << 10, O_STRIPPED = 1 << 11,
+	O_NOTHUMBS = 1 << 12, O_REBUILD = 1 << 13,
 };
 
 struct command {
@@ -43,18 +44,34 @@ static const struct command commands[] = {
 	  "                    asked) and set a new passphrase\n"
 	  "set NAME KEY=VALUE  web-read=on|off, quota=SIZE (500M, 20G, none)\n"
 	  "del NAME --yes      crypto-shred NAME's vault: key slots wiped, blobs removed" },
-	{ "import", cmd_import, O_ALBUM, "import [--album ALBUM] PATH...",
+	{ "import", cmd_import, O_ALBUM | O_NOTHUMBS, "import [--album ALBUM] [--no-thumbs] PATH...",
 	  "Import image files, or every file below a directory, into ALBUM (default\n"
-	  "\"default\", created if missing).  Files are admitted by content; others\n"
-	  "are refused and reported, and the rest goes on (exit 6).  An existing name\n"
-	  "gets a new version; its pristine version stays." },
+	  "\"default\", created if missing).  Files are admitted by content, from their\n"
+	  "headers: the type against the store's allow-list, size, pixels and frames\n"
+	  "against its limits (imgvault config).  Others are refused and reported, and\n"
+	  "the rest goes on (exit 6).  An existing name gets a new version; its\n"
+	  "pristine version stays.  Thumbnails are made in the background as images\n"
+	  "are committed, and finished before the command returns; with --no-thumbs\n"
+	  "they stay queued for imgvault thumbs (or the daemon).  An image that fails\n"
+	  "its full decode there is marked damaged." },
 	{ "export", cmd_export, O_ALBUM | O_PRISTINE, "export [--album ALBUM] [--pristine] DEST",
 	  "Write every image (of ALBUM) as plain files to DEST/ALBUM/NAME, checking\n"
 	  "each against its recorded SHA-256." },
 	{ "ls", cmd_ls, 0, "ls [ALBUM]",
 	  "List the albums, or the images of ALBUM: size, date, type, name." },
-	{ "cat", cmd_cat, O_PRISTINE, "cat [--pristine] ALBUM/NAME",
-	  "Write an image's bytes to standard output (not to a terminal)." },
+	{ "cat", cmd_cat, O_PRISTINE | O_THUMB | O_STRIPPED,
+	  "cat [--pristine | --thumb | --stripped] ALBUM/NAME",
+	  "Write an image's bytes to standard output (not to a terminal): the current\n"
+	  "version, the first one (--pristine), its thumbnail (--thumb; made now if it\n"
+	  "is not ready), or the current version with location and device metadata\n"
+	  "removed as share links serve it (--stripped)." },
+	{ "thumbs", cmd_thumbs, O_REBUILD, "thumbs [--rebuild]",
+	  "Make the thumbnails still queued (after import --no-thumbs, or an\n"
+	  "interruption); --rebuild remakes every one (after changing thumb.size)." },
+	{ "config", cmd_config, 0, "config [KEY=VALUE...]",
+	  "Show or change the store's settings: image.max-bytes (50M), image.max-pixels\n"
+	  "(100000000), image.max-frames (500), image.types (jpeg,png,gif,webp,heic,avif)\n"
+	  "and thumb.size (256).  Changes apply to images committed afterwards." },
 	{ "rm", cmd_rm, 0, "rm ALBUM/NAME...",
 	  "Delete images, their pristine versions included." },
 	{ "fsck", cmd_fsck, O_REPAIR, "fsck [--repair]",
@@ -87,6 +104,9 @@ static const char global_help[] =
 	"                            moderate (default) or sensitive\n"
 	"  -a, --album ALBUM         import/export: the album\n"
 	"      --pristine            cat/export: the first version, not the current\n"
+	"      --thumb, --stripped   cat: the thumbnail; the metadata-stripped image\n"
+	"      --no-thumbs           import: leave thumbnails queued\n"
+	"      --rebuild             thumbs: remake every thumbnail\n"
 	"      --full                rekey: re-encrypt every blob\n"
 	"      --repair              fsck: mark damaged images\n"
 	"  -n N                      audit: the last N entries\n"
@@ -117,7 +137,8 @@ static void print_command_help(FILE *f, const char *prog, const struct command *
 
 enum {
 	OPT_PASSFILE = 256, OPT_NEWPASS, OPT_RECOVERY, OPT_NOPASS, OPT_KDF, OPT_PRISTINE,
-	OPT_FULL, OPT_REPAIR, OPT_JSON, OPT_NOPROGRESS,
+	OPT_FULL, OPT_REPAIR, OPT_JSON, OPT_NOPROGRESS, OPT_THUMB, OPT_STRIPPED, OPT_NOTHUMBS,
+	OPT_REBUILD,
 };
 
 static const struct option long_options[] = {
@@ -135,6 +156,10 @@ static const struct option long_options[] = {
 	{ "repair", no_argument, NULL, OPT_REPAIR },
 	{ "json", no_argument, NULL, OPT_JSON },
 	{ "no-progress", no_argument, NULL, OPT_NOPROGRESS },
+	{ "thumb", no_argument, NULL, OPT_THUMB },
+	{ "stripped", no_argument, NULL, OPT_STRIPPED },
+	{ "no-thumbs", no_argument, NULL, OPT_NOTHUMBS },
+	{ "rebuild", no_argument, NULL, OPT_REBUILD },
 	{ "yes", no_argument, NULL, 'y' },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "help", no_argument, NULL, 'h' },
@@ -181,6 +206,10 @@ int main(int argc, char **argv)
 		case OPT_REPAIR: c.repair = true; used |= O_REPAIR; break;
 		case OPT_JSON: c.json = true; break;
 		case OPT_NOPROGRESS: c.progress = false; break;
+		case OPT_THUMB: c.thumb = true; used |= O_THUMB; break;
+		case OPT_STRIPPED: c.stripped = true; used |= O_STRIPPED; break;
+		case OPT_NOTHUMBS: c.no_thumbs = true; used |= O_NOTHUMBS; break;
+		case OPT_REBUILD: c.rebuild = true; used |= O_REBUILD; break;
 		case 'y': c.yes = true; used |= O_YES; break;
 		case 'q': c.quiet = true; break;
 		case 'h': help = true; break;

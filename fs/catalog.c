@@ -51,6 +51,17 @@ static const char *const migrations[] = {
 	"  BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;"
 	"CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
 	"  BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;",
+	/* 1 -> 2: thumbnails and their queue */
+	"CREATE TABLE thumbs("
+	"  version_id INTEGER PRIMARY KEY REFERENCES versions(id) ON DELETE CASCADE,"
+	"  blob_id BLOB NOT NULL UNIQUE, size INTEGER NOT NULL,"
+	"  attrs_enc BLOB NOT NULL, key_epoch INTEGER NOT NULL,"
+	"  created INTEGER NOT NULL);"
+	"CREATE TABLE thumb_queue("
+	"  version_id INTEGER PRIMARY KEY REFERENCES versions(id) ON DELETE CASCADE,"
+	"  uid INTEGER NOT NULL, priority INTEGER NOT NULL DEFAULT 0,"
+	"  queued INTEGER NOT NULL);"
+	"CREATE INDEX thumb_queue_order ON thumb_queue(uid, priority DESC, queued, version_id);",
 };
 
 enum stmt {
@@ -64,6 +75,8 @@ enum stmt {
 	S_VERSION_ADD, S_VERSION_GET, S_VERSION_UPDATE, S_VERSION_DELETE,
 	S_VERSION_LIST_USER, S_BLOB_REF,
 	S_AUDIT_INSERT, S_AUDIT_LAST, S_AUDIT_LIST,
+	S_THUMB_PUT, S_THUMB_GET, S_THUMB_DELETE, S_THUMB_LIST_USER,
+	S_QUEUE_PUSH, S_QUEUE_DELETE, S_QUEUE_LIST, S_QUEUE_COUNT,
 	S_BEGIN, S_COMMIT, S_ROLLBACK,
 	S_COUNT
 };
@@ -124,7 +137,24 @@ static const char *const stmt_sql[S_COUNT] = {
 				" v.key_epoch, v.created FROM versions v JOIN images i"
 				" ON i.id = v.image_id WHERE i.uid = ?1 AND v.id > ?2"
 				" ORDER BY v.id",
-	[S_BLOB_REF] = "SELECT 1 FROM versions WHERE blob_id = ?1",
+	[S_BLOB_REF] = "SELECT 1 FROM versions WHERE blob_id = ?1"
+		       " UNION ALL SELECT 1 FROM thumbs WHERE blob_id = ?1",
+	[S_THUMB_PUT] = "INSERT OR REPLACE INTO thumbs(version_id, blob_id, size, attrs_enc,"
+			" key_epoch, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	[S_THUMB_GET] = "SELECT version_id, blob_id, size, attrs_enc, key_epoch, created"
+			" FROM thumbs WHERE version_id = ?1",
+	[S_THUMB_DELETE] = "DELETE FROM thumbs WHERE version_id = ?1",
+	[S_THUMB_LIST_USER] = "SELECT t.version_id, t.blob_id, t.size, t.attrs_enc, t.key_epoch,"
+			      " t.created FROM thumbs t JOIN versions v ON v.id = t.version_id"
+			      " JOIN images i ON i.id = v.image_id WHERE i.uid = ?1"
+			      " ORDER BY t.version_id",
+	[S_QUEUE_PUSH] = "INSERT INTO thumb_queue(version_id, uid, priority, queued)"
+			 " VALUES (?1, ?2, ?3, ?4) ON CONFLICT(version_id) DO UPDATE"
+			 " SET priority = max(priority, excluded.priority)",
+	[S_QUEUE_DELETE] = "DELETE FROM thumb_queue WHERE version_id = ?1",
+	[S_QUEUE_LIST] = "SELECT version_id FROM thumb_queue WHERE uid = ?1"
+			 " ORDER BY priority DESC, queued, version_id",
+	[S_QUEUE_COUNT] = "SELECT count(*) FROM thumb_queue WHERE uid = ?1",
 	[S_AUDIT_INSERT] = "INSERT INTO audit(" AUDIT_COLS ")"
 			   " VALUES (?9, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
 	[S_AUDIT_LAST] = "SELECT " AUDIT_COLS " FROM audit ORDER BY seq DESC LIMIT 1",
@@ -994,4 +1024,121 @@ int catalog_audit_list(struct catalog *c, catalog_audit_fn fn, void *arg, struct
 		ret = db_fail(c, rc, "reading the audit trail", e);
 	sqlite3_reset(st);
 	return ret;
+}
+
+/* ---- thumbnails ---- */
+
+static void thumb_from_row(sqlite3_stmt *st, struct catalog_thumb *t)
+{
+	memset(t, 0, sizeof(*t));
+	t->version_id = sqlite3_column_int64(st, 0);
+	copy_blob(st, 1, t->blob.b, sizeof(t->blob.b), NULL);
+	t->size = (uint64_t)sqlite3_column_int64(st, 2);
+	copy_blob(st, 3, t->attrs_enc, sizeof(t->attrs_enc), &t->attrs_enc_len);
+	t->key_epoch = sqlite3_column_int64(st, 4);
+	t->created = sqlite3_column_int64(st, 5);
+}
+
+int catalog_thumb_put(struct catalog *c, const struct catalog_thumb *t, struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_THUMB_PUT);
+
+	sqlite3_bind_int64(st, 1, t->version_id);
+	sqlite3_bind_blob(st, 2, t->blob.b, sizeof(t->blob.b), SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, (int64_t)t->size);
+	sqlite3_bind_blob(st, 4, t->attrs_enc, (int)t->attrs_enc_len, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, t->key_epoch);
+	sqlite3_bind_int64(st, 6, t->created);
+	return stmt_exec(c, st, "writing a thumbnail", e);
+}
+
+int catalog_thumb_get(struct catalog *c, int64_t version_id, struct catalog_thumb *t,
+		      struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_THUMB_GET);
+	int ret;
+
+	sqlite3_bind_int64(st, 1, version_id);
+	if ((ret = stmt_row(c, st, "reading a thumbnail", e)) < 0)
+		return ret;
+	thumb_from_row(st, t);
+	sqlite3_reset(st);
+	return 0;
+}
+
+int catalog_thumb_delete(struct catalog *c, int64_t version_id, struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_THUMB_DELETE);
+
+	sqlite3_bind_int64(st, 1, version_id);
+	return stmt_exec(c, st, "deleting a thumbnail", e);
+}
+
+int catalog_thumb_list_user(struct catalog *c, uint32_t uid, catalog_thumb_fn fn, void *arg,
+			    struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_THUMB_LIST_USER);
+	struct catalog_thumb t;
+	int rc = SQLITE_DONE, ret = 0;
+
+	sqlite3_bind_int64(st, 1, uid);
+	while (!ret && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		thumb_from_row(st, &t);
+		ret = fn(&t, arg);
+	}
+	if (!ret && rc != SQLITE_DONE)
+		ret = db_fail(c, rc, "listing thumbnails", e);
+	sqlite3_reset(st);
+	return ret;
+}
+
+int catalog_queue_push(struct catalog *c, int64_t version_id, uint32_t uid, int priority,
+		       int64_t queued, struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_QUEUE_PUSH);
+
+	sqlite3_bind_int64(st, 1, version_id);
+	sqlite3_bind_int64(st, 2, uid);
+	sqlite3_bind_int(st, 3, priority);
+	sqlite3_bind_int64(st, 4, queued);
+	return stmt_exec(c, st, "queueing a thumbnail", e);
+}
+
+int catalog_queue_delete(struct catalog *c, int64_t version_id, struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_QUEUE_DELETE);
+
+	sqlite3_bind_int64(st, 1, version_id);
+	return stmt_exec(c, st, "unqueueing a thumbnail", e);
+}
+
+int catalog_queue_list(struct catalog *c, uint32_t uid, int64_t *ids, size_t cap, size_t *n,
+		       struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_QUEUE_LIST);
+	int rc;
+
+	*n = 0;
+	sqlite3_bind_int64(st, 1, uid);
+	while (*n < cap && (rc = sqlite3_step(st)) == SQLITE_ROW)
+		ids[(*n)++] = sqlite3_column_int64(st, 0);
+	if (*n < cap && rc != SQLITE_DONE) {
+		sqlite3_reset(st);
+		return db_fail(c, rc, "reading the thumbnail queue", e);
+	}
+	sqlite3_reset(st);
+	return 0;
+}
+
+int catalog_queue_count(struct catalog *c, uint32_t uid, uint64_t *n, struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_QUEUE_COUNT);
+	int ret;
+
+	sqlite3_bind_int64(st, 1, uid);
+	if ((ret = stmt_row(c, st, "counting the thumbnail queue", e)) < 0)
+		return ret;
+	*n = (uint64_t)sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	return 0;
 }

@@ -23,7 +23,7 @@
 #include "keys.h"
 
 /* The newest schema this code reads and writes. */
-#define CATALOG_SCHEMA_VERSION 1
+#define CATALOG_SCHEMA_VERSION 2
 
 #define CATALOG_PID_LEN    16
 #define CATALOG_INDEX_LEN  32
@@ -184,9 +184,41 @@ typedef int (*catalog_version_fn)(const struct catalog_version *v, void *arg);
 /* Every version of the user's images, in id order, from id @after on. */
 int catalog_version_list_user(struct catalog *c, uint32_t uid, int64_t after,
 			      catalog_version_fn fn, void *arg, struct iverr *e);
-/* Whether any version references blob @id. */
+/* Whether any version or thumbnail references blob @id. */
 int catalog_blob_referenced(struct catalog *c, const struct blob_id *id, bool *out,
 			    struct iverr *e);
+
+/* ---- thumbnails and their queue (schema 2) ---------------------------- */
+
+/* The thumbnail of one version; attrs sealed like a version's. */
+struct catalog_thumb {
+	int64_t version_id;
+	struct blob_id blob;
+	uint64_t size;
+	uint8_t attrs_enc[CATALOG_ATTRS_ENC_MAX];
+	size_t attrs_enc_len;
+	int64_t key_epoch;
+	int64_t created;
+};
+
+/* Inserts or replaces the thumbnail of t->version_id. */
+int catalog_thumb_put(struct catalog *c, const struct catalog_thumb *t, struct iverr *e);
+int catalog_thumb_get(struct catalog *c, int64_t version_id, struct catalog_thumb *t,
+		      struct iverr *e);
+int catalog_thumb_delete(struct catalog *c, int64_t version_id, struct iverr *e);
+typedef int (*catalog_thumb_fn)(const struct catalog_thumb *t, void *arg);
+int catalog_thumb_list_user(struct catalog *c, uint32_t uid, catalog_thumb_fn fn, void *arg,
+			    struct iverr *e);
+
+/* The queue of thumbnails to make lives in the catalog, so it survives a
+ * restart.  Pushing a queued version again raises its priority only. */
+int catalog_queue_push(struct catalog *c, int64_t version_id, uint32_t uid, int priority,
+		       int64_t queued, struct iverr *e);
+int catalog_queue_delete(struct catalog *c, int64_t version_id, struct iverr *e);
+/* Up to @cap queued version ids of @uid, most urgent first. */
+int catalog_queue_list(struct catalog *c, uint32_t uid, int64_t *ids, size_t cap, size_t *n,
+		       struct iverr *e);
+int catalog_queue_count(struct catalog *c, uint32_t uid, uint64_t *n, struct iverr *e);
 
 /* ---- the audit trail (rows only; audit.h chains them) ------------------ */
 

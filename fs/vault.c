@@ -21,6 +21,8 @@
 #include "image.h"
 #include "vault_i.h"
 
+static int config_load(struct vault *v, struct iverr *e);
+
 #define MARKER_NAME "imgvault-store"
 #define MARKER_TEXT "imgvault store format %d\n"
 
@@ -217,6 +219,8 @@ int vault_open(const char *dir, const char *purpose, struct vault **out, struct 
 		goto out_close;
 	}
 	v->system = !strcmp(mode, "system");
+	if ((ret = config_load(v, e)) < 0)
+		goto out_close;
 	if ((ret = blobstore_local_open(dir, &v->bs, e)) < 0)
 		goto out_close;
 	*out = v;
@@ -278,6 +282,110 @@ void vault_audit(struct vault *v, int64_t subject, const char *action, const cha
 {
 	audit_append(v->cat, v->actor, subject, action, object, result, NULL, "%s",
 		     detail ? detail : "");
+}
+
+/* ---- settings ---- */
+
+static const char *const config_keys[] = {
+	"image.max-bytes", "image.max-pixels", "image.max-frames", "image.types", "thumb.size",
+};
+
+static int parse_size(const char *s, uint64_t *out);
+
+/* Applies one setting to @l; -EINVAL with a message for a bad value. */
+static int config_apply(struct image_limits *l, const char *key, const char *value,
+			struct iverr *e)
+{
+	uint64_t n;
+
+	if (!strcmp(key, "image.types"))
+		return image_types_parse(value, &l->types, e);
+	if (parse_size(value, &n) < 0 || n == 0)
+		return iverr_set(e, EINVAL, "%s takes a positive number (K, M, G suffixes "
+				 "allowed), not '%s'", key, value);
+	if (!strcmp(key, "image.max-bytes"))
+		l->max_bytes = n;
+	else if (!strcmp(key, "image.max-pixels"))
+		l->max_pixels = n;
+	else if (!strcmp(key, "image.max-frames") && n <= UINT32_MAX)
+		l->max_frames = (uint32_t)n;
+	else if (!strcmp(key, "thumb.size") && n >= 16 && n <= 4096)
+		l->thumb_size = (uint32_t)n;
+	else
+		return iverr_set(e, EINVAL, "%s: '%s' is out of range", key, value);
+	return 0;
+}
+
+static int config_load(struct vault *v, struct iverr *e)
+{
+	char name[64], value[256];
+	size_t len;
+	int ret;
+
+	image_limits_default(&v->limits);
+	for (size_t i = 0; i < sizeof(config_keys) / sizeof(config_keys[0]); i++) {
+		snprintf(name, sizeof(name), "config.%s", config_keys[i]);
+		ret = catalog_meta_get(v->cat, name, value, sizeof(value) - 1, &len, e);
+		if (ret == -ENOENT)
+			continue;
+		if (ret < 0)
+			return ret;
+		value[len] = '\0';
+		if ((ret = config_apply(&v->limits, config_keys[i], value, e)) < 0)
+			return iverr_reset(e, -ret, "store setting %s is invalid ('%s'); set it "
+					   "again with imgvault config", config_keys[i], value);
+	}
+	return 0;
+}
+
+int vault_config_set(struct vault *v, const char *key, const char *value, struct iverr *e)
+{
+	struct image_limits l = v->limits;
+	char name[64];
+	bool known = false;
+	int ret;
+
+	for (size_t i = 0; i < sizeof(config_keys) / sizeof(config_keys[0]); i++)
+		known |= !strcmp(key, config_keys[i]);
+	if (!known)
+		return iverr_set(e, EINVAL, "unknown setting '%s': the settings are "
+				 "image.max-bytes, image.max-pixels, image.max-frames, "
+				 "image.types and thumb.size", key);
+	if ((ret = config_apply(&l, key, value, e)) < 0)
+		return ret;
+	snprintf(name, sizeof(name), "config.%s", key);
+	if ((ret = catalog_meta_set(v->cat, name, value, strlen(value), e)) < 0)
+		return ret;
+	v->limits = l;
+	audit_append(v->cat, v->actor, -1, "config", "", "ok", NULL, "%s=%s", key, value);
+	return 0;
+}
+
+int vault_config_list(struct vault *v, vault_config_fn fn, void *arg)
+{
+	char buf[128];
+	const struct image_limits *l = &v->limits;
+	char num[32];
+	int ret = 0;
+
+	for (size_t i = 0; !ret && i < sizeof(config_keys) / sizeof(config_keys[0]); i++) {
+		const char *k = config_keys[i];
+		if (!strcmp(k, "image.types")) {
+			ret = fn(k, image_types_format(l->types, buf, sizeof(buf)), arg);
+			continue;
+		}
+		uint64_t n = !strcmp(k, "image.max-bytes") ? l->max_bytes
+			   : !strcmp(k, "image.max-pixels") ? l->max_pixels
+			   : !strcmp(k, "image.max-frames") ? l->max_frames : l->thumb_size;
+		snprintf(num, sizeof(num), "%llu", (unsigned long long)n);
+		ret = fn(k, num, arg);
+	}
+	return ret;
+}
+
+const struct image_limits *vault_limits(const struct vault *v)
+{
+	return &v->limits;
 }
 
 /* ---- users ---- */
@@ -505,6 +613,11 @@ static int collect_version_blob(const struct catalog_version *ver, void *arg)
 	return blob_list_push(arg, &ver->blob);
 }
 
+static int collect_thumb_blob(const struct catalog_thumb *t, void *arg)
+{
+	return blob_list_push(arg, &t->blob);
+}
+
 int vault_user_delete(struct vault *v, uint32_t uid, struct iverr *e)
 {
 	struct blob_list blobs = { 0 };
@@ -518,6 +631,8 @@ int vault_user_delete(struct vault *v, uint32_t uid, struct iverr *e)
 	if (ret < 0)
 		return ret;
 	ret = catalog_version_list_user(v->cat, uid, 0, collect_version_blob, &blobs, e);
+	if (ret == 0)
+		ret = catalog_thumb_list_user(v->cat, uid, collect_thumb_blob, &blobs, e);
 	if (ret < 0)
 		goto out_free;
 	if ((ret = catalog_begin(v->cat, e)) < 0)
@@ -851,6 +966,15 @@ int vault_image_find(struct vault_session *s, int64_t album_id, const char *name
 	return vault_image_describe(s, &ci, out, e);
 }
 
+int vault_image_get(struct vault_session *s, int64_t image_id, struct vault_image *out,
+		    struct iverr *e)
+{
+	struct catalog_image ci;
+	int ret = image_owned(s, image_id, &ci, e);
+
+	return ret < 0 ? ret : vault_image_describe(s, &ci, out, e);
+}
+
 struct image_list_ctx {
 	struct vault_session *s;
 	vault_image_fn fn;
@@ -922,13 +1046,15 @@ int vault_stage(struct vault_session *s, struct image_sniffer *sniffer, const vo
 	struct hash_job job = { .data = data, .size = size };
 	pthread_t hasher;
 	bool threaded;
-	const char *mime;
+	struct image_info info;
 	int ret;
 
 	memset(out, 0, sizeof(*out));
-	if ((ret = image_sniff(sniffer, data, size, &mime, e)) < 0)
+	if ((ret = image_admit(sniffer, &s->v->limits, data, size, &info, e)) < 0)
 		return ret;
-	snprintf(out->attrs.mime, sizeof(out->attrs.mime), "%s", mime);
+	snprintf(out->attrs.mime, sizeof(out->attrs.mime), "%s", info.mime);
+	out->attrs.width = info.width;
+	out->attrs.height = info.height;
 	/* SHA-256 is as slow as the encryption: hash on another core meanwhile. */
 	threaded = size >= HASH_THREAD_MIN &&
 		   pthread_create(&hasher, NULL, hash_job_run, &job) == 0;
@@ -972,8 +1098,8 @@ int vault_commit_staged(struct vault_session *s, int64_t album_id, const char *n
 	struct catalog_image ci;
 	struct catalog_version ver = { 0 };
 	uint8_t idx[CATALOG_INDEX_LEN];
-	struct blob_id old_blob;
-	bool have_old = false, exists;
+	struct blob_id old_blob, old_thumb;
+	bool have_old = false, have_old_thumb = false, exists;
 	char pid[33], bid[33];
 	int ret;
 
@@ -1013,7 +1139,17 @@ int vault_commit_staged(struct vault_session *s, int64_t album_id, const char *n
 	vault_seal_attrs(s->keys, &ver.blob, &st->attrs, &ver);
 	if ((ret = catalog_version_add(v->cat, &ver, e)) < 0)
 		goto out_rollback;
-	/* Only the current and the pristine version are kept. */
+	/* Only the current and the pristine version are kept, and only the
+	 * current one has a thumbnail. */
+	if (exists && ci.current_version) {
+		struct catalog_thumb t;
+		if (catalog_thumb_get(v->cat, ci.current_version, &t, NULL) == 0) {
+			if ((ret = catalog_thumb_delete(v->cat, ci.current_version, e)) < 0)
+				goto out_rollback;
+			old_thumb = t.blob;
+			have_old_thumb = true;
+		}
+	}
 	if (exists && ci.current_version && ci.current_version != ci.pristine_version) {
 		struct catalog_version old;
 		if ((ret = catalog_version_get(v->cat, ci.current_version, &old, e)) < 0 ||
@@ -1022,6 +1158,8 @@ int vault_commit_staged(struct vault_session *s, int64_t album_id, const char *n
 		old_blob = old.blob;
 		have_old = true;
 	}
+	if ((ret = catalog_queue_push(v->cat, ver.id, s->uid, 0, vault_now(), e)) < 0)
+		goto out_rollback;
 	if (!ci.pristine_version)
 		ci.pristine_version = ver.id;
 	ci.current_version = ver.id;
@@ -1040,6 +1178,8 @@ int vault_commit_staged(struct vault_session *s, int64_t album_id, const char *n
 	st->staged = false;   /* the catalog owns the blob now */
 	if (have_old)
 		v->bs->ops->remove(v->bs, &old_blob, NULL);  /* fsck removes it otherwise */
+	if (have_old_thumb)
+		v->bs->ops->remove(v->bs, &old_thumb, NULL);
 	if (out)
 		return vault_image_describe(s, &ci, out, e);
 	return 0;
@@ -1073,18 +1213,25 @@ int vault_image_remove(struct vault_session *s, int64_t image_id, struct iverr *
 {
 	struct catalog_image ci;
 	struct catalog_version ver;
-	struct blob_id blobs[2];
+	struct catalog_thumb t;
+	struct blob_id blobs[4];
+	int64_t vids[2];
 	size_t n = 0;
 	char pid[33];
 	int ret = image_owned(s, image_id, &ci, e);
 
 	if (ret < 0)
 		return ret;
-	if (ci.current_version && catalog_version_get(s->v->cat, ci.current_version, &ver, NULL) == 0)
-		blobs[n++] = ver.blob;
-	if (ci.pristine_version && ci.pristine_version != ci.current_version &&
-	    catalog_version_get(s->v->cat, ci.pristine_version, &ver, NULL) == 0)
-		blobs[n++] = ver.blob;
+	vids[0] = ci.current_version;
+	vids[1] = ci.pristine_version != ci.current_version ? ci.pristine_version : 0;
+	for (int i = 0; i < 2; i++) {
+		if (!vids[i])
+			continue;
+		if (catalog_version_get(s->v->cat, vids[i], &ver, NULL) == 0)
+			blobs[n++] = ver.blob;
+		if (catalog_thumb_get(s->v->cat, vids[i], &t, NULL) == 0)
+			blobs[n++] = t.blob;
+	}
 	hex_encode(ci.pid, 16, pid);
 	if ((ret = catalog_begin(s->v->cat, e)) < 0)
 		return ret;
@@ -1143,6 +1290,31 @@ static void report_damage(struct vault_session *s, const struct vault_image *im,
 	}
 }
 
+/* Opens the thumbnail of version @vid into @f: -EAGAIN while it is queued. */
+static int thumb_open(struct vault_session *s, int64_t vid, struct vault_file *f,
+		      struct iverr *e)
+{
+	struct catalog_thumb t;
+	int ret = catalog_thumb_get(s->v->cat, vid, &t, e);
+
+	if (ret == -ENOENT)
+		return iverr_set(e, EAGAIN, "its thumbnail is not made yet");
+	if (ret < 0)
+		return ret;
+	if (vault_open_record(s->keys, "thumb", &t.blob, vid, t.attrs_enc, t.attrs_enc_len,
+			      &f->attrs) < 0 &&
+	    (!s->prev || vault_open_record(s->prev, "thumb", &t.blob, vid, t.attrs_enc,
+					   t.attrs_enc_len, &f->attrs) < 0))
+		return iverr_set(e, IV_EDAMAGE, "its thumbnail's attributes fail authentication");
+	/* A thumbnail's blob is read like a version's: same key epochs. */
+	f->ver.id = vid;
+	f->ver.image_id = f->im.id;
+	f->ver.blob = t.blob;
+	f->ver.size = t.size;
+	f->ver.key_epoch = t.key_epoch;
+	return vault_open_version_blob(s, &f->ver, &f->r, e);
+}
+
 int vault_file_open(struct vault_session *s, int64_t image_id, enum vault_variant which,
 		    struct vault_file **out, struct iverr *e)
 {
@@ -1163,6 +1335,15 @@ int vault_file_open(struct vault_session *s, int64_t image_id, enum vault_varian
 	vid = which == VAULT_PRISTINE ? ci.pristine_version : ci.current_version;
 	if (!vid) {
 		*out = f;   /* an empty placeholder */
+		return 0;
+	}
+	if (which == VAULT_THUMB) {
+		ret = thumb_open(s, vid, f, e);
+		if (ret == -IV_EDAMAGE)
+			report_damage(s, &f->im, e);
+		if (ret < 0)
+			goto out_free;
+		*out = f;
 		return 0;
 	}
 	if ((ret = catalog_version_get(s->v->cat, vid, &f->ver, e)) < 0)

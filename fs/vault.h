@@ -73,6 +73,14 @@ int vault_check_server_key(struct vault *v, const struct server_key *sk, struct 
 void vault_audit(struct vault *v, int64_t subject, const char *action, const char *object,
 		 const char *result, const char *detail);
 
+/* Store settings: image.max-bytes, image.max-pixels, image.max-frames,
+ * image.types (jpeg,png,gif,webp,heic,avif), thumb.size.  Kept in the
+ * catalog, so every process that opens the store applies them. */
+int vault_config_set(struct vault *v, const char *key, const char *value, struct iverr *e);
+typedef int (*vault_config_fn)(const char *key, const char *value, void *arg);
+int vault_config_list(struct vault *v, vault_config_fn fn, void *arg);
+const struct image_limits *vault_limits(const struct vault *v);
+
 /* ---- users ------------------------------------------------------------ */
 
 /*
@@ -153,7 +161,7 @@ struct vault_image {
 	size_t name_len;
 	uint64_t size;                      /* current version; 0 for a placeholder */
 	char mime[VAULT_MIME_MAX];
-	uint32_t width, height;             /* 0 until the image pipeline measures them */
+	uint32_t width, height;             /* from the header, at admission */
 	uint8_t sha256[32];
 	int64_t created, mtime;
 	bool damaged;                       /* a stored check failed */
@@ -163,6 +171,8 @@ struct vault_image {
 
 int vault_image_find(struct vault_session *s, int64_t album_id, const char *name,
 		     size_t len, struct vault_image *out, struct iverr *e);
+int vault_image_get(struct vault_session *s, int64_t image_id, struct vault_image *out,
+		    struct iverr *e);
 typedef int (*vault_image_fn)(const struct vault_image *im, void *arg);
 int vault_image_list(struct vault_session *s, int64_t album_id, vault_image_fn fn,
 		     void *arg, struct iverr *e);
@@ -213,6 +223,8 @@ int vault_image_remove(struct vault_session *s, int64_t image_id, struct iverr *
 enum vault_variant {
 	VAULT_ORIGINAL = 0,   /* the current version */
 	VAULT_PRISTINE = 1,   /* the first version ever committed */
+	VAULT_THUMB = 2,      /* the current version's thumbnail: -EAGAIN while
+			       * it is not made yet (vault_thumb_*) */
 };
 
 /*
@@ -233,6 +245,46 @@ ssize_t vault_file_pread(struct vault_file *f, void *buf, size_t len, uint64_t o
 /* Reads the whole file and compares its SHA-256 with the catalog's. */
 int vault_file_verify(struct vault_file *f, struct iverr *e);
 void vault_file_close(struct vault_file *f);
+
+/* ---- thumbnails --------------------------------------------------------- */
+
+/*
+ * Every committed version is queued (in the catalog) for a thumbnail;
+ * thumbnailer.h runs the queue.  Making one is split like an import:
+ * vault_thumb_make may run in any thread (it decrypts, decodes in full,
+ * resizes, encrypts), the other calls are for the session's thread.
+ */
+struct vault_thumb_job {
+	int64_t version_id;
+	int64_t image_id;
+	struct catalog_version ver;
+	enum image_type type;
+	uint32_t size;                /* long edge */
+};
+
+/* Loads the job for a queued version of the session's user; -ENOENT if the
+ * version is gone or no longer current (the job is dropped then). */
+int vault_thumb_job(struct vault_session *s, int64_t version_id, struct vault_thumb_job *job,
+		    struct iverr *e);
+/* Up to @cap queued version ids, most urgent first. */
+int vault_thumb_pending(struct vault_session *s, int64_t *ids, size_t cap, size_t *n,
+			struct iverr *e);
+int vault_thumb_pending_count(struct vault_session *s, uint64_t *n, struct iverr *e);
+/* Queues the thumbnail of the image's current version (again), @urgent
+ * ahead of the rest; with @rebuild an existing one is remade. */
+int vault_thumb_queue(struct vault_session *s, int64_t image_id, bool urgent, bool rebuild,
+		      struct iverr *e);
+/* Makes the thumbnail as a staged blob.  -IV_EDAMAGE: the image does not
+ * decode (vault_thumb_failed records that). */
+int vault_thumb_make(struct vault_session *s, const struct vault_thumb_job *job,
+		     struct vault_staged *out, struct iverr *e);
+/* Points the catalog at the thumbnail and unqueues the job (or discards
+ * it, if the image changed meanwhile). */
+int vault_thumb_commit(struct vault_session *s, const struct vault_thumb_job *job,
+		       struct vault_staged *st, struct iverr *e);
+/* The full decode failed: the image is marked damaged, audited, unqueued. */
+int vault_thumb_failed(struct vault_session *s, const struct vault_thumb_job *job,
+		       const char *why, struct iverr *e);
 
 /* ---- maintenance ------------------------------------------------------ */
 

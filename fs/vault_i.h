@@ -18,6 +18,7 @@ struct vault {
 	struct catalog *cat;
 	struct blobstore *bs;
 	struct image_sniffer *sniffer;   /* loaded on first import */
+	struct image_limits limits;      /* the store's settings */
 	uint8_t store_id[KEYS_STORE_ID_LEN];
 	bool system;
 	int64_t actor;                   /* the calling process's uid */
@@ -50,6 +51,12 @@ void vault_seal_name(const struct user_keys *k, const char *tag, const uint8_t p
 int vault_open_name(const struct user_keys *k, const char *tag, const uint8_t pid[16],
 		    const uint8_t *enc, size_t enclen, char out[CATALOG_NAME_MAX + 1],
 		    size_t *len);
+/* A sealed attributes record (type, size, SHA-256) bound to a blob and the
+ * row that owns it; -IV_EDAMAGE when it does not open. */
+void vault_seal_record(const struct user_keys *k, const char *tag, const struct blob_id *blob,
+		       int64_t owner, const struct version_attrs *a, uint8_t *out, size_t *outlen);
+int vault_open_record(const struct user_keys *k, const char *tag, const struct blob_id *blob,
+		      int64_t owner, const uint8_t *enc, size_t enclen, struct version_attrs *a);
 /* A version's attributes, bound to its blob and image (v->blob, v->image_id
  * must be set). */
 void vault_seal_attrs(const struct user_keys *k, const struct blob_id *blob,

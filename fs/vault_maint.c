@@ -35,6 +35,7 @@ typedef VEC(struct catalog_album) album_vec;
 typedef VEC(struct catalog_image) image_vec;
 typedef VEC(struct blob_id) blob_vec;
 typedef VEC(uint32_t) uid_vec;
+typedef VEC(struct catalog_thumb) thumb_vec;
 
 static int push_version(const struct catalog_version *v, void *arg)
 {
@@ -104,96 +105,162 @@ static int fsck_blob_seen(const struct blob_id *id, uint64_t size, void *arg)
 	return referenced ? 0 : VEC_PUSH(f->orphans, *id);
 }
 
-/* Where a version is, in words: "uid 1000: album/name" or by ids. */
-static void fsck_locate(struct vault_session *s, struct vault *v, const struct catalog_version *ver,
-			uint32_t uid, char *out, size_t cap, char pid[33], struct catalog_image *ci)
+/* Where a blob is, in words: "uid 1000: album/name" or by ids. */
+static void fsck_locate(struct vault_session *s, struct vault *v, int64_t image_id,
+			const char *variant, uint32_t uid, char *out, size_t cap, char pid[33],
+			struct catalog_image *ci)
 {
 	char album[CATALOG_NAME_MAX + 1] = "?", name[CATALOG_NAME_MAX + 1] = "?";
 	struct catalog_album a;
 	size_t len;
 
 	strcpy(pid, "?");
-	if (catalog_image_get(v->cat, ver->image_id, ci, NULL) < 0) {
-		snprintf(out, cap, "uid %u: version %" PRId64 " of a missing image", uid, ver->id);
+	if (catalog_image_get(v->cat, image_id, ci, NULL) < 0) {
+		snprintf(out, cap, "uid %u: a version of missing image %" PRId64, uid, image_id);
 		return;
 	}
 	hex_encode(ci->pid, 16, pid);
 	if (s && catalog_album_get(v->cat, ci->album_id, &a, NULL) == 0 &&
 	    vault_open_name(s->keys, "album", a.pid, a.name_enc, a.name_enc_len, album, &len) == 0 &&
 	    vault_open_name(s->keys, "name", ci->pid, ci->name_enc, ci->name_enc_len, name, &len) == 0)
-		snprintf(out, cap, "uid %u: %s/%s%s", uid, album, name,
-			 ver->id == ci->current_version ? "" : " (pristine)");
+		snprintf(out, cap, "uid %u: %s/%s%s", uid, album, name, variant);
 	else
-		snprintf(out, cap, "uid %u: image %s%s", uid, pid,
-			 ver->id == ci->current_version ? "" : " (pristine)");
+		snprintf(out, cap, "uid %u: image %s%s", uid, pid, variant);
 }
 
-static int fsck_version(struct fsck *f, struct vault_session *s, uint32_t uid,
-			const struct catalog_version *ver, struct iverr *e)
+/* One blob to check: a version's or a thumbnail's, with its sealed record. */
+struct fsck_item {
+	struct catalog_version ver;   /* blob, size, key epoch (and image id) */
+	int64_t image_id;
+	const char *tag;              /* "attrs" or "thumb" */
+	int64_t owner;                /* the record's owner row */
+	const uint8_t *attrs_enc;
+	size_t attrs_len;
+	const char *variant;          /* "", " (pristine)", " (thumbnail)" */
+};
+
+/* Decrypts every chunk and compares the SHA-256 with the sealed record. */
+static int fsck_verify_content(struct fsck *f, struct vault_session *s,
+			       const struct fsck_item *it, struct iverr *err)
 {
-	struct iverr err = { 0 };
-	struct catalog_image ci;
-	char where[600], pid[33];
+	struct blob_reader *r = NULL;
+	struct version_attrs at;
+	crypto_hash_sha256_state st;
+	uint8_t digest[32], *buf;
+	uint64_t off = 0;
+	ssize_t n = 0;
 	int ret;
 
-	if (s) {
-		struct vault_file file = { .s = s, .ver = *ver };
-		ret = vault_open_version_blob(s, ver, &file.r, &err);
-		if (ret == 0) {
-			/* vault_file_verify words damage around the image's name;
-			 * here fsck_problem names it, so verify quietly. */
-			struct version_attrs at;
-			crypto_hash_sha256_state st;
-			uint8_t digest[32], *buf = malloc(1 << 20);
-			uint64_t off = 0;
-			ssize_t n = 0;
-
-			if (!buf) {
-				blob_reader_close(file.r);
-				return -ENOMEM;
-			}
-			crypto_hash_sha256_init(&st);
-			while ((n = blob_reader_pread(file.r, buf, 1 << 20, off, &err)) > 0) {
-				crypto_hash_sha256_update(&st, buf, (size_t)n);
-				off += (uint64_t)n;
-				f->r->bytes_verified += (uint64_t)n;
-			}
-			crypto_hash_sha256_final(&st, digest);
-			free(buf);
-			blob_reader_close(file.r);
-			if (n < 0) {
-				ret = (int)n;
-			} else if (vault_open_attrs(s->keys, ver, &at) < 0 &&
-				   (!s->prev || vault_open_attrs(s->prev, ver, &at) < 0)) {
-				ret = iverr_set(&err, IV_EDAMAGE, "its recorded attributes fail "
-						"authentication");
-			} else if (sodium_memcmp(digest, at.sha256, 32) != 0) {
-				ret = iverr_set(&err, IV_EDAMAGE, "content does not match its "
-						"recorded SHA-256");
-			}
-		}
-	} else {
-		struct blob_header h;
-		char hex[33];
-		ret = blob_check_structure(f->v->bs, &ver->blob, &h, &err);
-		blob_id_hex(&ver->blob, hex);
-		if (ret == 0 && h.owner != uid)
-			ret = iverr_set(&err, IV_EDAMAGE, "blob %s belongs to uid %u", hex, h.owner);
-		else if (ret == 0 && h.size != ver->size)
-			ret = iverr_set(&err, IV_EDAMAGE, "blob %s holds %" PRIu64 " bytes, the "
-					"catalog says %" PRIu64, hex, h.size, ver->size);
+	if (vault_open_record(s->keys, it->tag, &it->ver.blob, it->owner, it->attrs_enc,
+			      it->attrs_len, &at) < 0 &&
+	    (!s->prev || vault_open_record(s->prev, it->tag, &it->ver.blob, it->owner,
+					   it->attrs_enc, it->attrs_len, &at) < 0))
+		return iverr_set(err, IV_EDAMAGE, "its recorded attributes fail authentication");
+	if ((ret = vault_open_version_blob(s, &it->ver, &r, err)) < 0)
+		return ret;
+	buf = malloc(1 << 20);
+	if (!buf) {
+		blob_reader_close(r);
+		return iverr_set(err, ENOMEM, "out of memory");
 	}
+	crypto_hash_sha256_init(&st);
+	while ((n = blob_reader_pread(r, buf, 1 << 20, off, err)) > 0) {
+		crypto_hash_sha256_update(&st, buf, (size_t)n);
+		off += (uint64_t)n;
+		f->r->bytes_verified += (uint64_t)n;
+	}
+	crypto_hash_sha256_final(&st, digest);
+	free(buf);
+	blob_reader_close(r);
+	if (n < 0)
+		return (int)n;
+	if (sodium_memcmp(digest, at.sha256, 32) != 0)
+		return iverr_set(err, IV_EDAMAGE, "content does not match its recorded SHA-256");
+	return 0;
+}
+
+/* Without keys: what the header and the catalog say must agree. */
+static int fsck_verify_structure(struct fsck *f, uint32_t uid, const struct fsck_item *it,
+				 struct iverr *err)
+{
+	struct blob_header h;
+	char hex[33];
+	int ret = blob_check_structure(f->v->bs, &it->ver.blob, &h, err);
+
+	blob_id_hex(&it->ver.blob, hex);
+	if (ret == 0 && h.owner != uid)
+		ret = iverr_set(err, IV_EDAMAGE, "blob %s belongs to uid %u", hex, h.owner);
+	else if (ret == 0 && h.size != it->ver.size)
+		ret = iverr_set(err, IV_EDAMAGE, "blob %s holds %" PRIu64 " bytes, the catalog "
+				"says %" PRIu64, hex, h.size, it->ver.size);
+	return ret;
+}
+
+static int fsck_item(struct fsck *f, struct vault_session *s, uint32_t uid,
+		     const struct fsck_item *it, struct iverr *e)
+{
+	struct iverr err = { 0 };
+	struct catalog_image ci = { 0 };
+	char where[600], pid[33];
+	int ret = s ? fsck_verify_content(f, s, it, &err) : fsck_verify_structure(f, uid, it, &err);
+
 	if (ret == 0)
 		return 0;
 	if (ret != -IV_EDAMAGE && ret != -IV_EVERSION)
 		return iverr_set(e, err.code, "%s", err.msg);
-	fsck_locate(s, f->v, ver, uid, where, sizeof(where), pid, &ci);
+	fsck_locate(s, f->v, it->image_id, it->variant, uid, where, sizeof(where), pid, &ci);
 	fsck_problem(f, uid, pid, "%s: %s", where, err.msg);
 	if (f->repair && !ci.damaged && ci.id) {
 		ci.damaged = true;
 		catalog_image_update(f->v->cat, &ci, NULL);
 	}
 	return 0;
+}
+
+static int fsck_version(struct fsck *f, struct vault_session *s, uint32_t uid,
+			const struct catalog_version *ver, struct iverr *e)
+{
+	struct catalog_image ci;
+	struct fsck_item it = { .ver = *ver, .image_id = ver->image_id, .tag = "attrs",
+				.owner = ver->image_id, .attrs_enc = ver->attrs_enc,
+				.attrs_len = ver->attrs_enc_len, .variant = "" };
+
+	if (catalog_image_get(f->v->cat, ver->image_id, &ci, NULL) == 0 &&
+	    ci.current_version != ver->id)
+		it.variant = " (pristine)";
+	return fsck_item(f, s, uid, &it, e);
+}
+
+static int push_thumb(const struct catalog_thumb *t, void *arg)
+{
+	thumb_vec *vec = arg;
+	return VEC_PUSH(*vec, *t);
+}
+
+static int fsck_thumbs(struct fsck *f, struct vault_session *s, uint32_t uid, struct iverr *e)
+{
+	thumb_vec thumbs = { 0 };
+	int ret = catalog_thumb_list_user(f->v->cat, uid, push_thumb, &thumbs, e);
+
+	for (size_t i = 0; ret == 0 && i < thumbs.n; i++) {
+		const struct catalog_thumb *t = &thumbs.v[i];
+		struct catalog_version ver;
+		struct fsck_item it = { .tag = "thumb", .owner = t->version_id,
+					.attrs_enc = t->attrs_enc, .attrs_len = t->attrs_enc_len,
+					.variant = " (thumbnail)" };
+
+		if (catalog_version_get(f->v->cat, t->version_id, &ver, NULL) < 0)
+			continue;   /* cascade: cannot happen with foreign keys on */
+		it.image_id = ver.image_id;
+		it.ver.id = t->version_id;
+		it.ver.image_id = ver.image_id;
+		it.ver.blob = t->blob;
+		it.ver.size = t->size;
+		it.ver.key_epoch = t->key_epoch;
+		ret = fsck_item(f, s, uid, &it, e);
+	}
+	free(thumbs.v);
+	return ret;
 }
 
 static int fsck_names(struct fsck *f, struct vault_session *s)
@@ -240,16 +307,16 @@ out:
 	return ret;
 }
 
-/* Images whose version rows are gone. */
-static int fsck_dangling(struct fsck *f, uint32_t uid)
+/* Images whose version rows are gone, or that failed their full decode. */
+static int fsck_dangling(struct fsck *f, struct vault_session *s, uint32_t uid)
 {
 	image_vec images = { 0 };
 	struct catalog_version ver;
-	char pid[33];
+	char pid[33], where[600];
 	int ret = catalog_image_list_user(f->v->cat, uid, push_image, &images, NULL);
 
 	for (size_t i = 0; ret == 0 && i < images.n; i++) {
-		struct catalog_image *im = &images.v[i];
+		struct catalog_image *im = &images.v[i], ci;
 		hex_encode(im->pid, 16, pid);
 		if ((im->current_version &&
 		     catalog_version_get(f->v->cat, im->current_version, &ver, NULL) < 0) ||
@@ -257,6 +324,11 @@ static int fsck_dangling(struct fsck *f, uint32_t uid)
 		     catalog_version_get(f->v->cat, im->pristine_version, &ver, NULL) < 0))
 			fsck_problem(f, uid, pid, "uid %u: image %s: a version it points at is "
 				     "missing from the catalog", uid, pid);
+		if (im->damaged) {
+			fsck_locate(s, f->v, im->id, "", uid, where, sizeof(where), pid, &ci);
+			fsck_problem(f, uid, pid, "%s: marked damaged (it failed a decode or an "
+				     "earlier check)", where);
+		}
 	}
 	free(images.v);
 	return ret;
@@ -334,7 +406,8 @@ int vault_fsck(struct vault *v, struct vault_session *const *sessions, size_t n_
 			r->users_unverified++;
 		else if ((ret = fsck_names(&f, s)) < 0)
 			goto out;
-		if ((ret = fsck_dangling(&f, uids.v[u])) < 0)
+		if ((ret = fsck_dangling(&f, s, uids.v[u])) < 0 ||
+		    (ret = fsck_thumbs(&f, s, uids.v[u], e)) < 0)
 			goto out;
 	}
 	uint64_t bytes_done = 0;
@@ -430,6 +503,7 @@ static int rotate_start(struct vault_session *s, struct catalog_user *u, bool fu
 			bool *dropped, struct iverr *e)
 {
 	struct vault *v = s->v;
+	thumb_vec thumbs = { 0 };
 	struct user_keys *nk;
 	uint8_t ad[32], uid_le[4];
 	unsigned slots;
@@ -445,10 +519,18 @@ static int rotate_start(struct vault_session *s, struct catalog_user *u, bool fu
 	if (!nk)
 		return iverr_set(e, ENOMEM, "out of memory");
 	keys_recovery_code_new(recovery);
+	if ((ret = catalog_thumb_list_user(v->cat, s->uid, push_thumb, &thumbs, e)) < 0)
+		goto out_free;
 	if ((ret = catalog_begin(v->cat, e)) < 0)
 		goto out_free;
 	if ((ret = rotate_metadata(s, nk, e)) < 0)
 		goto out_rollback;
+	/* Thumbnails are derived data: remade under the new key, not rewrapped. */
+	for (size_t i = 0; i < thumbs.n; i++)
+		if ((ret = catalog_thumb_delete(v->cat, thumbs.v[i].version_id, e)) < 0 ||
+		    (ret = catalog_queue_push(v->cat, thumbs.v[i].version_id, s->uid, 0,
+					      vault_now(), e)) < 0)
+			goto out_rollback;
 	if (sk && (ret = vault_seal_slot(v, s->uid, nk, KEY_SLOT_SERVER, sk->k, KEYS_KEY_LEN,
 					 NULL, e)) < 0)
 		goto out_rollback;
@@ -480,10 +562,14 @@ static int rotate_start(struct vault_session *s, struct catalog_user *u, bool fu
 	s->prev = s->keys;
 	s->keys = nk;
 	s->key_epoch = u->key_epoch;
+	for (size_t i = 0; i < thumbs.n; i++)
+		v->bs->ops->remove(v->bs, &thumbs.v[i].blob, NULL);
+	free(thumbs.v);
 	return 0;
 out_rollback:
 	catalog_rollback(v->cat);
 out_free:
+	free(thumbs.v);
 	sodium_memzero(recovery, KEYS_RECOVERY_CODE_LEN + 1);
 	keys_user_free(nk);
 	return ret;

@@ -50,18 +50,19 @@ int vault_open_name(const struct user_keys *k, const char *tag, const uint8_t pi
 	return 0;
 }
 
-/* Attributes belong to one blob of one image: "attrs" || blob id || LE64
- * image row id, so neither can be repointed in the catalog unnoticed. */
-static void attrs_ad(const struct blob_id *blob, int64_t image_id, uint8_t ad[48],
-		     size_t *adlen)
+/* Attributes belong to one blob and one owner row: TAG || blob id || LE64
+ * owner id ("attrs" and the image for versions, "thumb" and the version for
+ * thumbnails), so neither can be repointed in the catalog unnoticed. */
+static void record_ad(const char *tag, const struct blob_id *blob, int64_t owner,
+		      uint8_t ad[48], size_t *adlen)
 {
-	vault_seal_ad("attrs", blob->b, BLOB_ID_LEN, ad, adlen);
-	put_le64(ad + *adlen, (uint64_t)image_id);
+	vault_seal_ad(tag, blob->b, BLOB_ID_LEN, ad, adlen);
+	put_le64(ad + *adlen, (uint64_t)owner);
 	*adlen += 8;
 }
 
-void vault_seal_attrs(const struct user_keys *k, const struct blob_id *blob,
-		      const struct version_attrs *a, struct catalog_version *v)
+void vault_seal_record(const struct user_keys *k, const char *tag, const struct blob_id *blob,
+		       int64_t owner, const struct version_attrs *a, uint8_t *out, size_t *outlen)
 {
 	uint8_t plain[ATTRS_PLAIN_MAX], ad[48];
 	size_t n = 0, mlen = strnlen(a->mime, VAULT_MIME_MAX - 1), adlen;
@@ -75,23 +76,23 @@ void vault_seal_attrs(const struct user_keys *k, const struct blob_id *blob,
 	n += 8;
 	memcpy(plain + n, a->sha256, 32);
 	n += 32;
-	attrs_ad(blob, v->image_id, ad, &adlen);
-	keys_seal(k->meta, ad, adlen, plain, n, v->attrs_enc);
-	v->attrs_enc_len = n + KEYS_SEAL_OVERHEAD;
+	record_ad(tag, blob, owner, ad, &adlen);
+	keys_seal(k->meta, ad, adlen, plain, n, out);
+	*outlen = n + KEYS_SEAL_OVERHEAD;
 }
 
-int vault_open_attrs(const struct user_keys *k, const struct catalog_version *v,
-		     struct version_attrs *a)
+int vault_open_record(const struct user_keys *k, const char *tag, const struct blob_id *blob,
+		      int64_t owner, const uint8_t *enc, size_t enclen, struct version_attrs *a)
 {
 	uint8_t plain[CATALOG_ATTRS_ENC_MAX], ad[48];
 	size_t n, mlen, adlen;
 
 	memset(a, 0, sizeof(*a));
-	if (v->attrs_enc_len < KEYS_SEAL_OVERHEAD + 2)
+	if (enclen < KEYS_SEAL_OVERHEAD + 2 || enclen > CATALOG_ATTRS_ENC_MAX)
 		return -IV_EDAMAGE;
-	n = v->attrs_enc_len - KEYS_SEAL_OVERHEAD;
-	attrs_ad(&v->blob, v->image_id, ad, &adlen);
-	if (keys_open(k->meta, ad, adlen, v->attrs_enc, v->attrs_enc_len, plain) < 0)
+	n = enclen - KEYS_SEAL_OVERHEAD;
+	record_ad(tag, blob, owner, ad, &adlen);
+	if (keys_open(k->meta, ad, adlen, enc, enclen, plain) < 0)
 		return -IV_EDAMAGE;
 	mlen = plain[1];
 	if (plain[0] != 1 || mlen >= VAULT_MIME_MAX || n != 2 + mlen + 8 + 32)
@@ -102,4 +103,17 @@ int vault_open_attrs(const struct user_keys *k, const struct catalog_version *v,
 	a->height = get_le32(plain + 2 + mlen + 4);
 	memcpy(a->sha256, plain + 2 + mlen + 8, 32);
 	return 0;
+}
+
+void vault_seal_attrs(const struct user_keys *k, const struct blob_id *blob,
+		      const struct version_attrs *a, struct catalog_version *v)
+{
+	vault_seal_record(k, "attrs", blob, v->image_id, a, v->attrs_enc, &v->attrs_enc_len);
+}
+
+int vault_open_attrs(const struct user_keys *k, const struct catalog_version *v,
+		     struct version_attrs *a)
+{
+	return vault_open_record(k, "attrs", &v->blob, v->image_id, v->attrs_enc,
+				 v->attrs_enc_len, a);
 }
