@@ -46,7 +46,7 @@ BENCH_BIN := $(BUILD)/bench/blob_throughput
 
 PYTEST    := /usr/bin/python3 -m pytest
 
-.PHONY: all check unit integration run bench install clean deps
+.PHONY: all check unit integration run bench fuzz install clean deps
 all: $(PROGS)
 
 V ?= 0
@@ -74,6 +74,26 @@ $(BUILD)/bench/%: bench/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CFLAGS) $(PKG_CFLAGS) -o $@ $< $(LIB) $(LDFLAGS) $(PKG_LIBS)
+
+# libFuzzer targets: clang, ASan + UBSan, the module under test compiled in.
+FUZZ_CC    ?= clang-14
+FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Ifs \
+              -DIMGVAULT_VERSION='"$(VERSION)"'
+FUZZ_TIME  ?= 300
+FUZZ_BIN   := $(BUILD)/fuzz/fuzz_strip $(BUILD)/fuzz/fuzz_admit
+
+$(BUILD)/fuzz/fuzz_strip: tests/fuzz/fuzz_strip.c fs/strip.c fs/iverr.c fs/bytes.c fs/strip.h
+	@mkdir -p $(dir $@)
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $(filter %.c,$^)
+
+$(BUILD)/fuzz/fuzz_admit: tests/fuzz/fuzz_admit.c fs/image.c fs/iverr.c fs/image.h
+	@mkdir -p $(dir $@)
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) $(shell pkg-config --cflags vips libmagic) -o $@ \
+		$(filter %.c,$^) $(shell pkg-config --libs vips libmagic)
+
+fuzz: deps
+	@$(MAKE) --no-print-directory $(FUZZ_BIN)
+	@bash tests/fuzz/run.sh $(abspath $(BUILD)) $(FUZZ_TIME)
 
 deps:
 	@bash packaging/deps.sh

@@ -56,7 +56,8 @@ fusermount3 -u "$MNT"
 # imgvault: import (each image is fsynced and committed on its own).
 "$BUILD/imgvault" init "$WORK/store" --passphrase-file "$WORK/pass" --kdf interactive --json >/dev/null
 sync
-iv_t=$(secs "$BUILD/imgvault" -s "$WORK/store" --passphrase-file "$WORK/pass" -q --no-progress import "$CORPUS")
+# Thumbnails are asynchronous by design (made after commit): measured below.
+iv_t=$(secs "$BUILD/imgvault" -s "$WORK/store" --passphrase-file "$WORK/pass" -q --no-progress import --no-thumbs "$CORPUS")
 
 # What was imported reads back: a check, not a timing.
 "$BUILD/imgvault" -s "$WORK/store" --passphrase-file "$WORK/pass" -q fsck
@@ -66,4 +67,24 @@ awk -v g="$go_t" -v i="$iv_t" -v b="$bytes" 'BEGIN{
   printf "%-28s %9.2f %10.1f\n", "gocryptfs cp -r + sync", g, b / g / 1e6
   printf "%-28s %9.2f %10.1f\n", "imgvault import", i, b / i / 1e6
   printf "import speed vs gocryptfs: %.2fx (goal: 1.00x or more)\n", g / i
+}'
+
+echo
+echo "== thumbnails of the photo corpus: $files images, long edge 256 =="
+mapfile -t IMAGES < <(find "$CORPUS" -type f | LC_ALL=C sort)
+mkdir -p "$WORK/vt" "$WORK/im"
+# The anchors as a web app would run them: one process per image, on two cores.
+vt_t=$(secs bash -c 'printf "%s\0" "$@" | xargs -0 -P 2 -I{} sh -c '"'"'vipsthumbnail "$1" -s 256 -o "$2/$(basename "$1").%s.jpg"'"'"' _ {} "$0"' "$WORK/vt" "${IMAGES[@]}")
+im_t=$(secs bash -c 'printf "%s\0" "$@" | xargs -0 -P 2 -I{} sh -c '"'"'/usr/bin/convert "$1[0]" -thumbnail 256x256 "$2/$(basename "$1").jpg"'"'"' _ {} "$0"' "$WORK/im" "${IMAGES[@]}")
+# imgvault: the thumbnail workers (two), decrypting and encrypting as well.
+/usr/bin/time -f "%M" -o "$WORK/rss" "$BUILD/imgvault" -s "$WORK/store" --passphrase-file "$WORK/pass" -q --no-progress thumbs >/dev/null
+iv_thumbs=$(secs "$BUILD/imgvault" -s "$WORK/store" --passphrase-file "$WORK/pass" -q --no-progress thumbs --rebuild)
+rss_kb=$(cat "$WORK/rss")
+awk -v n="$files" -v v="$vt_t" -v m="$im_t" -v i="$iv_thumbs" -v rss="$rss_kb" 'BEGIN{
+  printf "%-36s %9s %12s\n", "", "seconds", "thumbs/s"
+  printf "%-36s %9.2f %12.1f\n", "vipsthumbnail, a process per image", v, n / v
+  printf "%-36s %9.2f %12.1f\n", "convert -thumbnail, a process each", m, n / m
+  printf "%-36s %9.2f %12.1f\n", "imgvault thumbs (2 workers)", i, n / i
+  printf "thumbnails vs vipsthumbnail: %.2fx (goal: 1.00x or more); vs convert: %.2fx\n", v / i, m / i
+  printf "imgvault peak RSS: %.0f MiB (goal: under 200 MiB with two workers)\n", rss / 1024
 }'
