@@ -186,6 +186,25 @@ static const char *vips_reason(char *buf, size_t cap)
 	return buf;
 }
 
+/*
+ * Whether a ZIP archive ends the file (its end-of-central-directory record,
+ * whose comment length reaches exactly to the end): ZIP readers look there,
+ * so an image with one appended is also an archive — a JAR, an Office
+ * file, a payload.  Other trailing data (camera trailers, MPF second
+ * images) is common in real photos and kept.
+ */
+static bool has_zip_tail(const uint8_t *p, size_t len)
+{
+	size_t lo = len > 65557 ? len - 65557 : 0;
+
+	for (size_t i = len >= 22 ? len - 22 + 1 : 0; i-- > lo;) {
+		if (p[i] == 'P' && p[i + 1] == 'K' && p[i + 2] == 5 && p[i + 3] == 6 &&
+		    i + 22 + (size_t)(p[i + 20] | p[i + 21] << 8) == len)
+			return true;
+	}
+	return false;
+}
+
 int image_admit(struct image_sniffer *s, const struct image_limits *limits,
 		const void *buf, size_t len, struct image_info *out, struct iverr *e)
 {
@@ -216,6 +235,10 @@ int image_admit(struct image_sniffer *s, const struct image_limits *limits,
 				 : "%s is not a type imgvault stores", m);
 	if (!(limits->types & types[t].type))
 		return iverr_set(e, IV_EREJECT, "%s images are not allowed in this store",
+				 types[t].name);
+	if (has_zip_tail(buf, len))
+		return iverr_set(e, IV_EREJECT, "the %s has a ZIP archive appended (a polyglot); "
+				 "refused: store the image and the archive separately",
 				 types[t].name);
 	/* libvips must see the same format as libmagic: a file that two parsers
 	 * read differently is a polyglot, and refused. */
