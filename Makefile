@@ -38,10 +38,11 @@ FS_SRC    := $(wildcard fs/*.c)
 FS_OBJ    := $(FS_SRC:%.c=$(BUILD)/%.o)
 CLI_SRC   := $(wildcard daemon/cli*.c daemon/progress.c daemon/prompt.c) daemon/imgvault.c
 CLI_OBJ   := $(CLI_SRC:%.c=$(BUILD)/%.o)
+DAEMON_OBJ := $(addprefix $(BUILD)/daemon/,imgvaultd.o cli.o prompt.o)
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 LIB       := $(BUILD)/libimgvault.a
-PROGS     := $(BUILD)/imgvault
+PROGS     := $(BUILD)/imgvault $(BUILD)/imgvaultd
 BENCH_BIN := $(BUILD)/bench/blob_throughput
 
 PYTEST    := /usr/bin/python3 -m pytest
@@ -62,6 +63,10 @@ $(LIB): $(FS_OBJ)
 	$(Q)ar rcs $@ $^
 
 $(BUILD)/imgvault: $(CLI_OBJ) $(LIB)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/imgvaultd: $(DAEMON_OBJ) $(LIB)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
@@ -117,8 +122,9 @@ bench: deps
 	@bash bench/run.sh $(abspath $(BUILD))
 
 install: all
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man1
 	install -m 0755 $(BUILD)/imgvault $(DESTDIR)$(BINDIR)/imgvault
+	install -m 0755 $(BUILD)/imgvaultd $(DESTDIR)$(SBINDIR)/imgvaultd
 	install -m 0644 packaging/man/imgvault.1 $(DESTDIR)$(MANDIR)/man1/imgvault.1
 
 clean:

@@ -434,6 +434,8 @@ static int copy_out(struct vault_file *f, int fd, struct iverr *e)
 		}
 		off += (uint64_t)n;
 	}
+	if (n == -IV_EDAMAGE)
+		vault_file_report_damage(f, e->msg);
 	if (n < 0) {
 		ret = (int)n;
 		goto out;

@@ -131,7 +131,7 @@ static const char *const stmt_sql[S_COUNT] = {
 			  " created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
 	[S_VERSION_GET] = "SELECT " VERSION_COLS " FROM versions WHERE id = ?1",
 	[S_VERSION_UPDATE] = "UPDATE versions SET blob_id = ?2, size = ?3, attrs_enc = ?4,"
-			     " key_epoch = ?5 WHERE id = ?1",
+			     " key_epoch = ?5, image_id = ?6 WHERE id = ?1",
 	[S_VERSION_DELETE] = "DELETE FROM versions WHERE id = ?1",
 	[S_VERSION_LIST_USER] = "SELECT v.id, v.image_id, v.blob_id, v.size, v.attrs_enc,"
 				" v.key_epoch, v.created FROM versions v JOIN images i"
@@ -921,6 +921,7 @@ int catalog_version_update(struct catalog *c, const struct catalog_version *v,
 	sqlite3_bind_int64(st, 3, (int64_t)v->size);
 	sqlite3_bind_blob(st, 4, v->attrs_enc, (int)v->attrs_enc_len, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 5, v->key_epoch);
+	sqlite3_bind_int64(st, 6, v->image_id);
 	return stmt_exec(c, st, "updating a version", e);
 }
 

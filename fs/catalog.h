@@ -176,7 +176,7 @@ struct catalog_version {
 int catalog_version_add(struct catalog *c, struct catalog_version *v, struct iverr *e);
 int catalog_version_get(struct catalog *c, int64_t id, struct catalog_version *v,
 			struct iverr *e);
-/* Rewrites blob, size, attrs and key epoch. */
+/* Rewrites blob, size, attrs, key epoch and image. */
 int catalog_version_update(struct catalog *c, const struct catalog_version *v,
 			   struct iverr *e);
 int catalog_version_delete(struct catalog *c, int64_t id, struct iverr *e);

@@ -11,16 +11,19 @@
  * Per format:
  *
  *   JPEG  keeps every non-APP marker segment (DQT, DHT, SOFn, DRI, SOS,
- *         DNL, RSTn …), the entropy-coded data verbatim, APP0 JFIF/JFXX,
- *         APP2 ICC_PROFILE (every part, in order) and APP14 Adobe.  Drops
- *         APP1 (Exif, XMP, extended XMP), APP13 (IPTC/Photoshop), COM,
- *         every other APPn (MPF, FlashPix, maker-specific …), fill bytes
- *         and anything after the first EOI.  Segments between the scans of
- *         a progressive JPEG are judged by the same rules.
+ *         DNL, RSTn, TEM …), the entropy-coded data verbatim, APP0
+ *         JFIF/JFXX (with the small thumbnail they may hold), APP2
+ *         ICC_PROFILE (every part, in order) and APP14 Adobe.  Drops APP1
+ *         (Exif, XMP, extended XMP), APP13 (IPTC/Photoshop), COM, every
+ *         other APPn (MPF, FlashPix, JUMBF/C2PA, maker-specific …), fill
+ *         bytes between segments and anything after the first EOI.
+ *         Segments between the scans of a progressive JPEG are judged by
+ *         the same rules.
  *   PNG   keeps every chunk (IHDR, PLTE, IDAT, iCCP, sRGB, gAMA, cHRM,
  *         pHYs, tRNS, acTL/fcTL/fdAT, unknown ones …) except eXIf (and the
  *         pre-standard exIf/zxIf), tEXt, iTXt, zTXt and tIME, which it
- *         drops.  Anything after IEND is dropped.
+ *         drops.  Anything after IEND is dropped.  CRCs are not checked:
+ *         kept chunks are copied as they are.
  *   WebP  keeps every chunk except EXIF and XMP, clears the VP8X EXIF/XMP
  *         flags to match and rewrites the RIFF size.  Anything after the
  *         RIFF extent is dropped.
@@ -31,8 +34,10 @@
  *
  * The orientation is read from the first EXIF block only (in a JPEG, the
  * first APP1 Exif before the first SOS; in a WebP, only when a VP8X chunk
- * makes the EXIF chunk meaningful).  A damaged EXIF block is not an error:
- * it is dropped like any other and the orientation counts as 1.
+ * makes the EXIF chunk meaningful).  A damaged EXIF block, or an
+ * Orientation that is not one SHORT of 1..8, is not an error: the block is
+ * dropped like any other and the orientation counts as 1.  The replacement
+ * block keeps the original's byte order.
  *
  * Both functions are pure (no I/O, no global state) and thread-safe.
  */

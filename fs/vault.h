@@ -126,6 +126,8 @@ typedef int (*vault_user_fn)(const struct vault_user_info *u, void *arg);
 int vault_user_list(struct vault *v, vault_user_fn fn, void *arg, struct iverr *e);
 int vault_user_info(struct vault *v, uint32_t uid, struct vault_user_info *out,
 		    struct iverr *e);
+/* Every user's uid; the caller frees *uids. */
+int vault_user_uids(struct vault *v, uint32_t **uids, size_t *n, struct iverr *e);
 /* Settings by name: "web-read" = on|off, "quota" = bytes with an optional
  * K, M, G or T suffix (0 or "none" for none). */
 int vault_user_set(struct vault *v, uint32_t uid, const char *key, const char *value,
@@ -167,12 +169,22 @@ struct vault_image {
 	bool damaged;                       /* a stored check failed */
 	bool edited;                        /* current differs from pristine */
 	int64_t current_version, pristine_version;
+	uint64_t pristine_size;
+	uint64_t thumb_size;                /* 0 while not made */
+	bool thumb_ready;
 };
 
 int vault_image_find(struct vault_session *s, int64_t album_id, const char *name,
 		     size_t len, struct vault_image *out, struct iverr *e);
 int vault_image_get(struct vault_session *s, int64_t image_id, struct vault_image *out,
 		    struct iverr *e);
+/* Sets the image's modification time (utimensat on the mount). */
+int vault_image_set_mtime(struct vault_session *s, int64_t image_id, int64_t mtime,
+			  struct iverr *e);
+/* Owners, for a caller that does not know whose session to use yet. */
+int vault_album_owner(struct vault *v, int64_t album_id, uint32_t *uid, struct iverr *e);
+int vault_image_owner(struct vault *v, int64_t image_id, uint32_t *uid, int64_t *album_id,
+		      struct iverr *e);
 typedef int (*vault_image_fn)(const struct vault_image *im, void *arg);
 int vault_image_list(struct vault_session *s, int64_t album_id, vault_image_fn fn,
 		     void *arg, struct iverr *e);
@@ -212,8 +224,27 @@ int vault_commit_staged(struct vault_session *s, int64_t album_id, const char *n
 			size_t len, struct vault_staged *st, struct vault_image *out,
 			struct iverr *e);
 void vault_discard_staged(struct vault_session *s, struct vault_staged *st);
+/* Like vault_commit_staged, as the new version of image @image_id. */
+int vault_commit_staged_to(struct vault_session *s, int64_t image_id, struct vault_staged *st,
+			   struct vault_image *out, struct iverr *e);
+/* Adds an empty placeholder image (no version: size 0, no thumbnail, no
+ * pristine); -EEXIST if the name is taken. */
+int vault_image_create(struct vault_session *s, int64_t album_id, const char *name,
+		       size_t len, struct vault_image *out, struct iverr *e);
 /* Records a refused import in the audit trail (@why holds no names). */
 void vault_note_refused(struct vault_session *s, const char *why);
+
+/* Renames an album; -EEXIST if the name is taken. */
+int vault_album_rename(struct vault_session *s, int64_t album_id, const char *name,
+		       size_t len, struct iverr *e);
+/*
+ * Moves image @image_id to @name in album @album_id.  When that name is
+ * taken, the target keeps its identity (id, pristine version, links) and
+ * gets the moved image's current version as its new version, atomically;
+ * the moved image is gone then.  *result is the image that now has @name.
+ */
+int vault_image_rename(struct vault_session *s, int64_t image_id, int64_t album_id,
+		       const char *name, size_t len, int64_t *result, struct iverr *e);
 
 /* Deletes the image, its pristine version included. */
 int vault_image_remove(struct vault_session *s, int64_t image_id, struct iverr *e);
@@ -239,9 +270,17 @@ uint64_t vault_file_size(const struct vault_file *f);
 const struct vault_image *vault_file_image(const struct vault_file *f);
 /* The SHA-256 the catalog records for the opened version. */
 const uint8_t *vault_file_sha256(const struct vault_file *f);
-/* Like pread(2): bytes read, 0 at the end, or -errno (-IV_EDAMAGE). */
+/*
+ * Like pread(2): bytes read, 0 at the end, or -errno; -IV_EDAMAGE with a
+ * message naming the image when a chunk fails authentication.  It touches
+ * no catalog, so reads of different files may run in parallel with each
+ * other and with catalog calls; a file itself is one reader at a time.
+ */
 ssize_t vault_file_pread(struct vault_file *f, void *buf, size_t len, uint64_t off,
 			 struct iverr *e);
+/* Records damage found by vault_file_pread in the audit trail (a catalog
+ * call: the vault's thread rules apply). */
+void vault_file_report_damage(struct vault_file *f, const char *why);
 /* Reads the whole file and compares its SHA-256 with the catalog's. */
 int vault_file_verify(struct vault_file *f, struct iverr *e);
 void vault_file_close(struct vault_file *f);

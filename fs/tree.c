@@ -1,0 +1,1376 @@
+#include "tree.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "image.h"
+#include "thumbnailer.h"
+
+/* ---- inode numbers: kind in the top byte, a catalog id below ---------- */
+
+enum kind { K_ROOT, K_USER, K_ALBUM, K_VIEW, K_FILE };
+enum view { V_ORIGINAL, V_THUMB, V_PRISTINE, V_COUNT };
+
+static const char *const view_names[V_COUNT] = { "original", "thumb", "pristine" };
+
+#define INO(kind, val) (((uint64_t)(kind) << 56) | (uint64_t)(val))
+#define INO_KIND(ino)  ((ino) == FUSE_ROOT_ID ? K_ROOT : (enum kind)((ino) >> 56))
+#define INO_VAL(ino)   ((int64_t)((ino) & ((1ULL << 56) - 1)))
+#define VIEW_INO(album, view) INO(K_VIEW, ((uint64_t)(album) << 2) | (view))
+#define FILE_INO(image, view) INO(K_FILE, ((uint64_t)(image) << 2) | (view))
+
+#define THUMB_WAIT_SECONDS 60
+
+#ifndef RENAME_NOREPLACE
+#define RENAME_NOREPLACE (1 << 0)   /* <linux/fs.h>, not in every libc header */
+#endif
+
+struct user_ctx {
+	uint32_t uid;
+	gid_t gid;                   /* primary group */
+	char name[64];
+	struct vault_session *s;
+	struct thumbnailer *thumbs;
+};
+
+/* A cache invalidation to send outside any request handler. */
+struct notice {
+	fuse_ino_t ino;
+	fuse_ino_t parent;           /* with @name: an entry */
+	char name[CATALOG_NAME_MAX + 1];
+};
+
+struct handle {
+	struct handle *prev, *next;  /* tree->handles, under tree->lock */
+	pthread_mutex_t lock;
+	struct user_ctx *u;
+	int64_t image_id;
+	enum view view;
+	struct vault_file *f;        /* readers */
+	bool writer;
+	uint8_t *buf;                /* writers: the pending version */
+	size_t len, cap;
+	bool dirty;
+};
+
+struct dirent_buf {
+	char *data;
+	size_t len, cap;
+};
+
+struct tree {
+	struct vault *v;
+	struct tree_config cfg;
+	pthread_mutex_t lock;        /* the vault and everything below */
+	pthread_cond_t changed;      /* a thumbnail was made; work to do */
+	struct fuse_session *se;
+	struct user_ctx *users;
+	size_t nusers;
+	struct handle *handles;
+	struct notice *notices;
+	size_t nnotices, cap_notices;
+	pthread_t worker;
+	bool worker_running, stop;
+	pthread_key_t sniffer_key;   /* one libmagic handle per FUSE thread */
+};
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static struct tree *tree_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static void tree_log(struct tree *t, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void tree_log(struct tree *t, int level, const char *fmt, ...)
+{
+	char msg[768];
+	va_list ap;
+
+	if (!t->cfg.log)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	t->cfg.log(t->cfg.log_arg, level, msg);
+}
+
+static struct user_ctx *user_by_uid(struct tree *t, uint32_t uid)
+{
+	for (size_t i = 0; i < t->nusers; i++)
+		if (t->users[i].uid == uid)
+			return &t->users[i];
+	return NULL;
+}
+
+/* Queues an invalidation; the worker thread sends it. */
+static void notice(struct tree *t, fuse_ino_t ino, fuse_ino_t parent, const char *name)
+{
+	if (t->nnotices == t->cap_notices) {
+		size_t cap = t->cap_notices ? 2 * t->cap_notices : 16;
+		struct notice *p = realloc(t->notices, cap * sizeof(*p));
+		if (!p)
+			return;   /* caches expire by their timeout anyway */
+		t->notices = p;
+		t->cap_notices = cap;
+	}
+	struct notice *n = &t->notices[t->nnotices++];
+	n->ino = ino;
+	n->parent = parent;
+	snprintf(n->name, sizeof(n->name), "%s", name ? name : "");
+	pthread_cond_broadcast(&t->changed);
+}
+
+static void notice_image(struct tree *t, int64_t image_id)
+{
+	for (int v = 0; v < V_COUNT; v++)
+		notice(t, FILE_INO(image_id, v), 0, NULL);
+}
+
+static struct image_sniffer *thread_sniffer(struct tree *t)
+{
+	struct image_sniffer *s = pthread_getspecific(t->sniffer_key);
+
+	if (!s && image_sniffer_new(&s, NULL) == 0)
+		pthread_setspecific(t->sniffer_key, s);
+	return s;
+}
+
+static void free_sniffer(void *p)
+{
+	image_sniffer_free(p);
+}
+
+/* Whether the caller is in group @gid. */
+static bool caller_in_group(fuse_req_t req, gid_t gid)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	gid_t groups[64];
+	int n;
+
+	if (ctx->gid == gid)
+		return true;
+	n = fuse_req_getgroups(req, 64, groups);
+	for (int i = 0; i < n && i < 64; i++)
+		if (groups[i] == gid)
+			return true;
+	return false;
+}
+
+static bool web_readable(struct tree *t, struct user_ctx *u, enum view view)
+{
+	struct vault_user_info info;
+
+	if (t->cfg.readers_gid == (gid_t)-1 || view == V_PRISTINE)
+		return false;
+	return vault_user_info(t->v, u->uid, &info, NULL) == 0 && info.web_read;
+}
+
+/*
+ * May the caller do this to @u's vault?  The kernel has checked the mode
+ * bits already (default_permissions); this is the daemon's own check, as
+ * the kernel's attribute cache is shared by every user.
+ */
+static int allowed(struct tree *t, fuse_req_t req, struct user_ctx *u, enum view view,
+		   bool write)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+
+	if (ctx->uid == u->uid)
+		return 0;
+	if (ctx->uid == 0) {
+		bool ok = !write && t->cfg.root_reads;
+		vault_audit(t->v, u->uid, "root-access", "", ok ? "ok" : "refused",
+			    write ? "write" : "read");
+		return ok ? 0 : -EACCES;
+	}
+	if (!write && web_readable(t, u, view) && caller_in_group(req, t->cfg.readers_gid))
+		return 0;
+	return -EACCES;
+}
+
+/* The owner of a node, or NULL (-ENOENT). */
+static struct user_ctx *owner_of(struct tree *t, fuse_ino_t ino, int64_t *album, int *view)
+{
+	uint32_t uid;
+	int64_t val = INO_VAL(ino), a = 0;
+
+	*view = V_ORIGINAL;
+	switch (INO_KIND(ino)) {
+	case K_ROOT:
+		return t->cfg.system ? NULL : &t->users[0];
+	case K_USER:
+		return user_by_uid(t, (uint32_t)val);
+	case K_ALBUM:
+		a = val;
+		break;
+	case K_VIEW:
+		a = val >> 2;
+		*view = (int)(val & 3);
+		break;
+	case K_FILE:
+		*view = (int)(val & 3);
+		if (vault_image_owner(t->v, val >> 2, &uid, &a, NULL) < 0)
+			return NULL;
+		*album = a;
+		return user_by_uid(t, uid);
+	}
+	if (vault_album_owner(t->v, a, &uid, NULL) < 0)
+		return NULL;
+	*album = a;
+	return user_by_uid(t, uid);
+}
+
+/* ---- attributes ------------------------------------------------------- */
+
+static void dir_attr(struct tree *t, struct user_ctx *u, fuse_ino_t ino, enum view view,
+		     struct stat *st)
+{
+	bool web = u && web_readable(t, u, view);
+
+	memset(st, 0, sizeof(*st));
+	st->st_ino = ino;
+	st->st_nlink = 2;
+	st->st_mode = S_IFDIR | 0700 | (web ? 0050 : 0);
+	st->st_uid = u ? u->uid : 0;
+	st->st_gid = u ? (web ? t->cfg.readers_gid : u->gid) : 0;
+	if (!u)
+		st->st_mode = S_IFDIR | 0755;   /* the system root: users traverse it */
+	st->st_mtime = st->st_ctime = st->st_atime = time(NULL);
+}
+
+static void file_attr(struct tree *t, struct user_ctx *u, const struct vault_image *im,
+		      enum view view, struct stat *st)
+{
+	bool web = web_readable(t, u, view);
+
+	memset(st, 0, sizeof(*st));
+	st->st_ino = FILE_INO(im->id, view);
+	st->st_nlink = 1;
+	st->st_uid = u->uid;
+	st->st_gid = web ? t->cfg.readers_gid : u->gid;
+	switch (view) {
+	case V_ORIGINAL:
+		st->st_mode = S_IFREG | 0600 | (web ? 0040 : 0);
+		st->st_size = (off_t)im->size;
+		break;
+	case V_THUMB:
+		st->st_mode = S_IFREG | 0400 | (web ? 0040 : 0);
+		st->st_size = (off_t)im->thumb_size;
+		break;
+	default:
+		st->st_mode = S_IFREG | 0400;
+		st->st_size = (off_t)im->pristine_size;
+	}
+	st->st_blksize = 65536;
+	st->st_blocks = (st->st_size + 511) / 512;
+	st->st_mtime = st->st_atime = (time_t)im->mtime;
+	st->st_ctime = (time_t)im->mtime;
+}
+
+/* Whether image @im shows in @view. */
+static bool visible(const struct vault_image *im, enum view view)
+{
+	return view == V_ORIGINAL || (view == V_THUMB && im->current_version) ||
+	       (view == V_PRISTINE && im->pristine_version);
+}
+
+/* Fills @st for any node; the caller holds the lock. */
+static int node_attr(struct tree *t, fuse_req_t req, fuse_ino_t ino, struct stat *st)
+{
+	struct vault_image im;
+	struct user_ctx *u;
+	int64_t album;
+	int view, ret;
+
+	if (INO_KIND(ino) == K_ROOT && t->cfg.system) {
+		dir_attr(t, NULL, ino, V_ORIGINAL, st);
+		return 0;
+	}
+	u = owner_of(t, ino, &album, &view);
+	if (!u)
+		return -ENOENT;
+	if ((ret = allowed(t, req, u, view, false)) < 0 && INO_KIND(ino) != K_FILE &&
+	    INO_KIND(ino) != K_VIEW)
+		ret = 0;   /* a directory's own attributes are not content */
+	if (ret < 0)
+		return ret;
+	if (INO_KIND(ino) != K_FILE) {
+		dir_attr(t, u, ino, view, st);
+		return 0;
+	}
+	if (vault_image_get(u->s, INO_VAL(ino) >> 2, &im, NULL) < 0 || !visible(&im, view))
+		return -ENOENT;
+	file_attr(t, u, &im, view, st);
+	return 0;
+}
+
+static void reply_entry(struct tree *t, fuse_req_t req, const struct stat *st)
+{
+	struct fuse_entry_param e;
+
+	memset(&e, 0, sizeof(e));
+	e.ino = st->st_ino;
+	e.attr = *st;
+	e.attr_timeout = t->cfg.timeout;
+	e.entry_timeout = t->cfg.timeout;
+	fuse_reply_entry(req, &e);
+}
+
+/* ---- lookup and listing ----------------------------------------------- */
+
+static void tree_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct tree *t = tree_of(req);
+	struct vault_image im;
+	struct user_ctx *u;
+	struct stat st;
+	int64_t album, id;
+	int view, ret = 0;
+	size_t len = strlen(name);
+
+	pthread_mutex_lock(&t->lock);
+	if (INO_KIND(parent) == K_ROOT && t->cfg.system) {
+		struct passwd *pw = getpwnam(name);
+		u = pw ? user_by_uid(t, pw->pw_uid) : NULL;
+		if (!u)
+			ret = -ENOENT;
+		else
+			dir_attr(t, u, INO(K_USER, u->uid), V_ORIGINAL, &st);
+		goto out;
+	}
+	u = owner_of(t, parent, &album, &view);
+	if (!u) {
+		ret = -ENOENT;
+		goto out;
+	}
+	if ((ret = allowed(t, req, u, INO_KIND(parent) == K_VIEW ? view : V_ORIGINAL, false)) < 0)
+		goto out;
+	switch (INO_KIND(parent)) {
+	case K_ROOT:
+	case K_USER:
+		if ((ret = vault_album_find(u->s, name, len, &id, NULL)) == 0)
+			dir_attr(t, u, INO(K_ALBUM, id), V_ORIGINAL, &st);
+		break;
+	case K_ALBUM:
+		ret = -ENOENT;
+		for (int v = 0; v < V_COUNT; v++) {
+			if (!strcmp(name, view_names[v])) {
+				dir_attr(t, u, VIEW_INO(album, v), v, &st);
+				ret = 0;
+			}
+		}
+		break;
+	case K_VIEW:
+		ret = vault_image_find(u->s, album, name, len, &im, NULL);
+		if (ret == 0 && !visible(&im, view))
+			ret = -ENOENT;
+		if (ret == 0)
+			file_attr(t, u, &im, view, &st);
+		break;
+	default:
+		ret = -ENOTDIR;
+	}
+out:
+	pthread_mutex_unlock(&t->lock);
+	if (ret < 0)
+		fuse_reply_err(req, ret == -EINVAL || ret == -ENAMETOOLONG ? -ret : ret == -EACCES ? EACCES : ENOENT);
+	else
+		reply_entry(t, req, &st);
+}
+
+static void tree_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct tree *t = tree_of(req);
+	struct handle *h = fi ? (struct handle *)(uintptr_t)fi->fh : NULL;
+	struct stat st;
+	int ret;
+
+	pthread_mutex_lock(&t->lock);
+	ret = node_attr(t, req, ino, &st);
+	pthread_mutex_unlock(&t->lock);
+	if (ret == 0 && h && h->writer) {
+		pthread_mutex_lock(&h->lock);
+		st.st_size = (off_t)h->len;    /* the writer sees its pending bytes */
+		pthread_mutex_unlock(&h->lock);
+	}
+	if (ret < 0)
+		fuse_reply_err(req, -ret);
+	else
+		fuse_reply_attr(req, &st, t->cfg.timeout);
+}
+
+static int dirbuf_add(fuse_req_t req, struct dirent_buf *b, const char *name, fuse_ino_t ino,
+		      mode_t mode)
+{
+	struct stat st = { .st_ino = ino, .st_mode = mode };
+	size_t need = fuse_add_direntry(req, NULL, 0, name, NULL, 0);
+
+	if (b->len + need > b->cap) {
+		size_t cap = b->cap ? 2 * b->cap : 4096;
+		while (cap < b->len + need)
+			cap *= 2;
+		char *p = realloc(b->data, cap);
+		if (!p)
+			return -ENOMEM;
+		b->data = p;
+		b->cap = cap;
+	}
+	fuse_add_direntry(req, b->data + b->len, need, name, &st, (off_t)(b->len + need));
+	b->len += need;
+	return 0;
+}
+
+struct list_ctx {
+	fuse_req_t req;
+	struct dirent_buf *b;
+	enum view view;
+};
+
+static int list_album(int64_t id, const char *name, size_t len, void *arg)
+{
+	struct list_ctx *x = arg;
+	char n[CATALOG_NAME_MAX + 1];
+
+	snprintf(n, sizeof(n), "%.*s", (int)len, name);
+	return dirbuf_add(x->req, x->b, n, INO(K_ALBUM, id), S_IFDIR);
+}
+
+static int list_image(const struct vault_image *im, void *arg)
+{
+	struct list_ctx *x = arg;
+
+	if (!visible(im, x->view))
+		return 0;
+	return dirbuf_add(x->req, x->b, im->name, FILE_INO(im->id, x->view), S_IFREG);
+}
+
+static void tree_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct tree *t = tree_of(req);
+	struct dirent_buf *b = calloc(1, sizeof(*b));
+	struct list_ctx x = { .req = req, .b = b };
+	struct user_ctx *u = NULL;
+	int64_t album;
+	int view = V_ORIGINAL, ret = 0;
+
+	if (!b) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	pthread_mutex_lock(&t->lock);
+	if (!(INO_KIND(ino) == K_ROOT && t->cfg.system)) {
+		u = owner_of(t, ino, &album, &view);
+		if (!u)
+			ret = -ENOENT;
+		else
+			ret = allowed(t, req, u, view, false);
+	}
+	if (ret == 0)
+		ret = dirbuf_add(req, b, ".", ino, S_IFDIR);
+	if (ret == 0)
+		ret = dirbuf_add(req, b, "..", FUSE_ROOT_ID, S_IFDIR);
+	if (ret < 0)
+		goto out;
+	switch (INO_KIND(ino)) {
+	case K_ROOT:
+		if (t->cfg.system) {
+			/* Only the vaults the caller may enter are listed. */
+			const struct fuse_ctx *ctx = fuse_req_ctx(req);
+			for (size_t i = 0; ret == 0 && i < t->nusers; i++) {
+				struct user_ctx *w = &t->users[i];
+				if (ctx->uid == 0 || ctx->uid == w->uid ||
+				    (web_readable(t, w, V_ORIGINAL) &&
+				     caller_in_group(req, t->cfg.readers_gid)))
+					ret = dirbuf_add(req, b, w->name, INO(K_USER, w->uid), S_IFDIR);
+			}
+			break;
+		}
+		/* the desktop root lists albums */
+		/* fall through */
+	case K_USER:
+		ret = vault_album_list(u->s, list_album, &x, NULL);
+		break;
+	case K_ALBUM:
+		for (int v = 0; ret == 0 && v < V_COUNT; v++)
+			ret = dirbuf_add(req, b, view_names[v], VIEW_INO(album, v), S_IFDIR);
+		break;
+	case K_VIEW:
+		x.view = view;
+		ret = vault_image_list(u->s, album, list_image, &x, NULL);
+		break;
+	default:
+		ret = -ENOTDIR;
+	}
+out:
+	pthread_mutex_unlock(&t->lock);
+	if (ret < 0) {
+		free(b->data);
+		free(b);
+		fuse_reply_err(req, -ret);
+		return;
+	}
+	fi->fh = (uintptr_t)b;
+	fi->cache_readdir = 0;
+	fuse_reply_open(req, fi);
+}
+
+static void tree_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			 struct fuse_file_info *fi)
+{
+	struct dirent_buf *b = (struct dirent_buf *)(uintptr_t)fi->fh;
+	size_t start = (size_t)off, end;
+
+	(void)ino;
+	if (start >= b->len) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	/* Whole entries only: walk them until @size is reached. */
+	end = start;
+	while (end < b->len) {
+		struct { uint64_t ino, off; uint32_t namelen, type; } hdr;
+		memcpy(&hdr, b->data + end, sizeof(hdr));
+		size_t next = (size_t)hdr.off;
+		if (next - start > size)
+			break;
+		end = next;
+	}
+	fuse_reply_buf(req, b->data + start, end - start);
+}
+
+static void tree_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct dirent_buf *b = (struct dirent_buf *)(uintptr_t)fi->fh;
+
+	(void)ino;
+	free(b->data);
+	free(b);
+	fuse_reply_err(req, 0);
+}
+
+/* ---- directories: albums ---------------------------------------------- */
+
+static void tree_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	struct tree *t = tree_of(req);
+	struct user_ctx *u;
+	struct stat st;
+	int64_t album, id;
+	int view, ret;
+
+	(void)mode;
+	pthread_mutex_lock(&t->lock);
+	u = owner_of(t, parent, &album, &view);
+	if (!u)
+		ret = t->cfg.system && INO_KIND(parent) == K_ROOT ? -EPERM : -ENOENT;
+	else if (INO_KIND(parent) != K_USER && INO_KIND(parent) != K_ROOT)
+		ret = -EPERM;   /* albums hold the three views, nothing else */
+	else if ((ret = allowed(t, req, u, V_ORIGINAL, true)) == 0 &&
+		 (ret = vault_album_create(u->s, name, strlen(name), &id, NULL)) == 0)
+		dir_attr(t, u, INO(K_ALBUM, id), V_ORIGINAL, &st);
+	pthread_mutex_unlock(&t->lock);
+	if (ret < 0)
+		fuse_reply_err(req, -ret);
+	else
+		reply_entry(t, req, &st);
+}
+
+static void tree_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct tree *t = tree_of(req);
+	struct user_ctx *u;
+	int64_t album, id;
+	int view, ret;
+
+	pthread_mutex_lock(&t->lock);
+	u = owner_of(t, parent, &album, &view);
+	if (!u)
+		ret = -ENOENT;
+	else if (INO_KIND(parent) != K_USER && INO_KIND(parent) != K_ROOT)
+		ret = -EPERM;
+	else if ((ret = allowed(t, req, u, V_ORIGINAL, true)) == 0 &&
+		 (ret = vault_album_find(u->s, name, strlen(name), &id, NULL)) == 0)
+		ret = vault_album_remove(u->s, id, NULL);
+	if (ret == 0)
+		notice(t, 0, parent, name);
+	pthread_mutex_unlock(&t->lock);
+	fuse_reply_err(req, -ret);
+}
+
+/* ---- files: reading --------------------------------------------------- */
+
+static struct handle *handle_new(struct tree *t, struct user_ctx *u, int64_t image_id,
+				 enum view view)
+{
+	struct handle *h = calloc(1, sizeof(*h));
+
+	if (!h)
+		return NULL;
+	pthread_mutex_init(&h->lock, NULL);
+	h->u = u;
+	h->image_id = image_id;
+	h->view = view;
+	h->next = t->handles;
+	if (t->handles)
+		t->handles->prev = h;
+	t->handles = h;
+	return h;
+}
+
+/* Called with the tree lock held. */
+static void handle_free(struct tree *t, struct handle *h)
+{
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		t->handles = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	vault_file_close(h->f);
+	free(h->buf);
+	pthread_mutex_destroy(&h->lock);
+	free(h);
+}
+
+static int buf_reserve(struct handle *h, size_t need, uint64_t max)
+{
+	if (need > max)
+		return -EFBIG;
+	if (need > h->cap) {
+		size_t cap = h->cap ? h->cap : 65536;
+		while (cap < need)
+			cap *= 2;
+		uint8_t *p = realloc(h->buf, cap);
+		if (!p)
+			return -ENOMEM;
+		h->buf = p;
+		h->cap = cap;
+	}
+	return 0;
+}
+
+/* Loads the current content into a writer's buffer (write without O_TRUNC). */
+static int handle_load(struct tree *t, struct handle *h)
+{
+	struct vault_file *f = NULL;
+	uint64_t size;
+	ssize_t n;
+	int ret = vault_file_open(h->u->s, h->image_id, VAULT_ORIGINAL, &f, NULL);
+
+	if (ret < 0)
+		return ret;
+	size = vault_file_size(f);
+	if ((ret = buf_reserve(h, size ? size : 1, vault_limits(t->v)->max_bytes + 1)) == 0) {
+		n = vault_file_pread(f, h->buf, size, 0, NULL);
+		if (n < 0)
+			ret = (int)n;
+		else
+			h->len = (size_t)n;
+	}
+	vault_file_close(f);
+	return ret;
+}
+
+/* Waits (lock held) until the thumbnail of @image_id is made: -EAGAIN on time out. */
+static int wait_thumb(struct tree *t, struct user_ctx *u, int64_t image_id)
+{
+	struct vault_image im;
+	struct timespec until;
+	int ret;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += THUMB_WAIT_SECONDS;
+	for (;;) {
+		if ((ret = vault_image_get(u->s, image_id, &im, NULL)) < 0)
+			return ret;
+		if (im.thumb_ready)
+			return 0;
+		if (im.damaged)
+			return -EIO;   /* it will not decode: no thumbnail */
+		/* Ahead of the queue, and wake the worker. */
+		vault_thumb_queue(u->s, image_id, true, false, NULL);
+		pthread_cond_broadcast(&t->changed);
+		if (pthread_cond_timedwait(&t->changed, &t->lock, &until) == ETIMEDOUT)
+			return -EAGAIN;
+	}
+}
+
+static void tree_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct tree *t = tree_of(req);
+	struct user_ctx *u;
+	struct handle *h = NULL;
+	int64_t album, image_id = INO_VAL(ino) >> 2;
+	bool write = (fi->flags & O_ACCMODE) != O_RDONLY;
+	int view, ret;
+
+	if (INO_KIND(ino) != K_FILE) {
+		fuse_reply_err(req, EISDIR);
+		return;
+	}
+	pthread_mutex_lock(&t->lock);
+	u = owner_of(t, ino, &album, &view);
+	if (!u) {
+		ret = -ENOENT;
+		goto out;
+	}
+	if (write && view != V_ORIGINAL) {
+		ret = -EACCES;   /* thumb/ and pristine/ are read-only */
+		goto out;
+	}
+	if ((ret = allowed(t, req, u, view, write)) < 0)
+		goto out;
+	if (view == V_THUMB && (ret = wait_thumb(t, u, image_id)) < 0)
+		goto out;
+	h = handle_new(t, u, image_id, view);
+	if (!h) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	if (write) {
+		h->writer = true;
+		if (fi->flags & O_TRUNC)
+			h->dirty = true;   /* a new, empty pending version */
+		else
+			ret = handle_load(t, h);
+	} else {
+		ret = vault_file_open(u->s, image_id, view == V_PRISTINE ? VAULT_PRISTINE
+				      : view == V_THUMB ? VAULT_THUMB : VAULT_ORIGINAL, &h->f, NULL);
+	}
+out:
+	if (ret < 0 && h)
+		handle_free(t, h);
+	pthread_mutex_unlock(&t->lock);
+	if (ret < 0) {
+		fuse_reply_err(req, ret == -EBADMSG ? EIO : -ret);
+		return;
+	}
+	fi->fh = (uintptr_t)h;
+	/* Every change invalidates the kernel's cache, so what it has is current. */
+	fi->keep_cache = !write;
+	fi->direct_io = view == V_THUMB;   /* its size may have been 0 at lookup */
+	fuse_reply_open(req, fi);
+}
+
+static void tree_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		      struct fuse_file_info *fi)
+{
+	struct tree *t = tree_of(req);
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	struct iverr e = { 0 };
+	char *buf;
+	ssize_t n;
+
+	(void)ino;
+	pthread_mutex_lock(&h->lock);
+	if (h->writer) {
+		size_t start = (size_t)off < h->len ? (size_t)off : h->len;
+		size_t len = h->len - start < size ? h->len - start : size;
+		fuse_reply_buf(req, (const char *)h->buf + start, len);
+		pthread_mutex_unlock(&h->lock);
+		return;
+	}
+	buf = malloc(size ? size : 1);
+	if (!buf) {
+		pthread_mutex_unlock(&h->lock);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	/* Decryption runs outside the tree lock: reads of files run in parallel. */
+	n = vault_file_pread(h->f, buf, size, (uint64_t)off, &e);
+	pthread_mutex_unlock(&h->lock);
+	if (n == -EBADMSG) {
+		tree_log(t, 3, "read failed: %s", e.msg);
+		pthread_mutex_lock(&t->lock);
+		vault_file_report_damage(h->f, e.msg);
+		pthread_mutex_unlock(&t->lock);
+		fuse_reply_err(req, EIO);   /* never wrong bytes (DESIGN T1) */
+	} else if (n < 0) {
+		fuse_reply_err(req, (int)-n);
+	} else {
+		fuse_reply_buf(req, buf, (size_t)n);
+	}
+	free(buf);
+}
+
+/* ---- files: writing and committing ------------------------------------ */
+
+static void tree_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size,
+		       off_t off, struct fuse_file_info *fi)
+{
+	struct tree *t = tree_of(req);
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	int ret;
+
+	(void)ino;
+	if (!h->writer) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
+	pthread_mutex_lock(&h->lock);
+	ret = buf_reserve(h, (size_t)off + size, vault_limits(t->v)->max_bytes);
+	if (ret == 0) {
+		if ((size_t)off > h->len)
+			memset(h->buf + h->len, 0, (size_t)off - h->len);
+		memcpy(h->buf + off, data, size);
+		if ((size_t)off + size > h->len)
+			h->len = (size_t)off + size;
+		h->dirty = true;
+	}
+	pthread_mutex_unlock(&h->lock);
+	if (ret < 0)
+		fuse_reply_err(req, -ret);
+	else
+		fuse_reply_write(req, size);
+}
+
+/*
+ * Commits a writer's pending version: admitted and encrypted on this
+ * thread, pointed at under the lock.  The handle's lock is held.
+ */
+static int commit(struct tree *t, struct handle *h)
+{
+	struct image_sniffer *sn;
+	struct vault_staged st;
+	struct iverr e = { 0 };
+	int ret;
+
+	if (!h->dirty)
+		return 0;
+	if (h->len == 0) {
+		/* Truncated to nothing: an empty file is a placeholder only while
+		 * it has never held an image; otherwise the old content stays. */
+		struct vault_image im;
+		pthread_mutex_lock(&t->lock);
+		ret = vault_image_get(h->u->s, h->image_id, &im, NULL);
+		pthread_mutex_unlock(&t->lock);
+		h->dirty = false;
+		if (ret == 0 && im.current_version) {
+			tree_log(t, 4, "uid %u: an image cannot be emptied; its content stays",
+				 h->u->uid);
+			return -EINVAL;
+		}
+		return ret;
+	}
+	sn = thread_sniffer(t);
+	if (!sn)
+		return -ENOMEM;
+	ret = vault_stage(h->u->s, sn, h->buf, h->len, &st, &e);
+	pthread_mutex_lock(&t->lock);
+	if (ret == 0)
+		ret = vault_commit_staged_to(h->u->s, h->image_id, &st, NULL, &e);
+	else if (ret == -IV_EREJECT)
+		vault_note_refused(h->u->s, "content refused");
+	if (ret == 0) {
+		notice_image(t, h->image_id);
+		pthread_cond_broadcast(&t->changed);   /* a thumbnail to make */
+	}
+	pthread_mutex_unlock(&t->lock);
+	h->dirty = false;   /* committed, or refused: the old content stays */
+	if (ret < 0)
+		tree_log(t, 4, "uid %u: write refused, the previous content stays: %s",
+			 h->u->uid, e.msg);
+	return ret == -EBADMSG ? -EIO : ret;
+}
+
+static void tree_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	int ret = 0;
+
+	(void)ino;
+	if (h->writer) {
+		pthread_mutex_lock(&h->lock);
+		ret = commit(tree_of(req), h);
+		pthread_mutex_unlock(&h->lock);
+	}
+	fuse_reply_err(req, -ret);
+}
+
+static void tree_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	(void)datasync;
+	tree_flush(req, ino, fi);
+}
+
+static void tree_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct tree *t = tree_of(req);
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+
+	(void)ino;
+	if (h->writer) {
+		pthread_mutex_lock(&h->lock);
+		commit(t, h);   /* nobody to tell: logged */
+		pthread_mutex_unlock(&h->lock);
+	}
+	pthread_mutex_lock(&t->lock);
+	handle_free(t, h);
+	pthread_mutex_unlock(&t->lock);
+	fuse_reply_err(req, 0);
+}
+
+static void tree_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+			struct fuse_file_info *fi)
+{
+	struct tree *t = tree_of(req);
+	struct vault_image im;
+	struct user_ctx *u;
+	struct handle *h = NULL;
+	struct fuse_entry_param e;
+	int64_t album;
+	int view, ret;
+
+	(void)mode;
+	pthread_mutex_lock(&t->lock);
+	u = owner_of(t, parent, &album, &view);
+	if (!u)
+		ret = -ENOENT;
+	else if (INO_KIND(parent) != K_VIEW || view != V_ORIGINAL)
+		ret = -EACCES;   /* images are created in original/ only */
+	else if ((ret = allowed(t, req, u, V_ORIGINAL, true)) == 0 &&
+		 (ret = vault_image_create(u->s, album, name, strlen(name), &im, NULL)) == 0 &&
+		 !(h = handle_new(t, u, im.id, V_ORIGINAL)))
+		ret = -ENOMEM;
+	if (ret == 0) {
+		h->writer = true;
+		memset(&e, 0, sizeof(e));
+		file_attr(t, u, &im, V_ORIGINAL, &e.attr);
+		e.ino = e.attr.st_ino;
+		e.attr_timeout = e.entry_timeout = t->cfg.timeout;
+	}
+	pthread_mutex_unlock(&t->lock);
+	if (ret < 0) {
+		fuse_reply_err(req, -ret);
+		return;
+	}
+	fi->fh = (uintptr_t)h;
+	fuse_reply_create(req, &e, fi);
+}
+
+static void tree_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+			 struct fuse_file_info *fi)
+{
+	struct tree *t = tree_of(req);
+	struct handle *h = fi ? (struct handle *)(uintptr_t)fi->fh : NULL;
+	struct user_ctx *u;
+	struct stat st;
+	int64_t album;
+	int view, ret = 0;
+
+	if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+		fuse_reply_err(req, EPERM);   /* ownership is the vault's */
+		return;
+	}
+	pthread_mutex_lock(&t->lock);
+	u = owner_of(t, ino, &album, &view);
+	if (!u)
+		ret = -ENOENT;
+	else if ((to_set & (FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_MTIME)) &&
+		 (INO_KIND(ino) != K_FILE || view != V_ORIGINAL))
+		ret = -EACCES;
+	else if (to_set & (FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MODE))
+		ret = allowed(t, req, u, view, true);
+	if (ret == 0 && (to_set & FUSE_SET_ATTR_MTIME))
+		ret = vault_image_set_mtime(u->s, INO_VAL(ino) >> 2,
+					    (to_set & FUSE_SET_ATTR_MTIME_NOW) ? (int64_t)time(NULL)
+					    : (int64_t)attr->st_mtime, NULL);
+	pthread_mutex_unlock(&t->lock);
+	/* chmod is accepted and changes nothing: modes follow the vault's rules. */
+	if (ret == 0 && (to_set & FUSE_SET_ATTR_SIZE)) {
+		if (!h || !h->writer) {
+			ret = attr->st_size == 0 ? -EINVAL : -EACCES;   /* open it to edit */
+		} else {
+			pthread_mutex_lock(&h->lock);
+			ret = buf_reserve(h, (size_t)attr->st_size, vault_limits(t->v)->max_bytes);
+			if (ret == 0) {
+				if ((size_t)attr->st_size > h->len)
+					memset(h->buf + h->len, 0, (size_t)attr->st_size - h->len);
+				h->len = (size_t)attr->st_size;
+				h->dirty = true;
+			}
+			pthread_mutex_unlock(&h->lock);
+		}
+	}
+	if (ret == 0) {
+		pthread_mutex_lock(&t->lock);
+		ret = node_attr(t, req, ino, &st);
+		pthread_mutex_unlock(&t->lock);
+		if (ret == 0 && h && h->writer)
+			st.st_size = (off_t)h->len;
+	}
+	if (ret < 0)
+		fuse_reply_err(req, -ret);
+	else
+		fuse_reply_attr(req, &st, t->cfg.timeout);
+}
+
+/* ---- names: unlink, rename -------------------------------------------- */
+
+static void tree_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct tree *t = tree_of(req);
+	struct vault_image im;
+	struct user_ctx *u;
+	int64_t album;
+	int view, ret;
+
+	pthread_mutex_lock(&t->lock);
+	u = owner_of(t, parent, &album, &view);
+	if (!u)
+		ret = -ENOENT;
+	else if (INO_KIND(parent) != K_VIEW)
+		ret = -EPERM;
+	else if (view != V_ORIGINAL)
+		ret = -EACCES;   /* delete the image in original/ */
+	else if ((ret = allowed(t, req, u, view, true)) == 0 &&
+		 (ret = vault_image_find(u->s, album, name, strlen(name), &im, NULL)) == 0 &&
+		 (ret = vault_image_remove(u->s, im.id, NULL)) == 0) {
+		notice_image(t, im.id);
+		for (int v = 1; v < V_COUNT; v++)
+			notice(t, 0, VIEW_INO(album, v), name);
+	}
+	pthread_mutex_unlock(&t->lock);
+	fuse_reply_err(req, -ret);
+}
+
+static void tree_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+			fuse_ino_t newparent, const char *newname, unsigned int flags)
+{
+	struct tree *t = tree_of(req);
+	struct user_ctx *u, *nu;
+	struct vault_image im, other;
+	int64_t album, nalbum, id, result;
+	int view, nview, ret;
+
+	if (flags & ~RENAME_NOREPLACE) {
+		fuse_reply_err(req, EINVAL);   /* RENAME_EXCHANGE, RENAME_WHITEOUT */
+		return;
+	}
+	pthread_mutex_lock(&t->lock);
+	u = owner_of(t, parent, &album, &view);
+	nu = owner_of(t, newparent, &nalbum, &nview);
+	if (!u || !nu) {
+		ret = -ENOENT;
+		goto out;
+	}
+	if (u != nu) {
+		ret = -EXDEV;   /* between two users' vaults: copy, not rename */
+		goto out;
+	}
+	if ((ret = allowed(t, req, u, V_ORIGINAL, true)) < 0)
+		goto out;
+	if ((INO_KIND(parent) == K_USER || INO_KIND(parent) == K_ROOT) &&
+	    INO_KIND(newparent) == INO_KIND(parent)) {
+		/* An album. */
+		ret = vault_album_find(u->s, name, strlen(name), &id, NULL);
+		if (ret == 0 && (flags & RENAME_NOREPLACE) &&
+		    vault_album_find(u->s, newname, strlen(newname), &album, NULL) == 0)
+			ret = -EEXIST;
+		if (ret == 0)
+			ret = vault_album_rename(u->s, id, newname, strlen(newname), NULL);
+		if (ret == -EEXIST && !(flags & RENAME_NOREPLACE))
+			ret = -ENOTEMPTY;   /* as rename(2) over a non-empty directory */
+		if (ret == 0) {
+			notice(t, 0, parent, name);
+			notice(t, 0, newparent, newname);
+		}
+		goto out;
+	}
+	if (INO_KIND(parent) != K_VIEW || INO_KIND(newparent) != K_VIEW ||
+	    view != V_ORIGINAL || nview != V_ORIGINAL) {
+		ret = -EACCES;   /* images move between original/ directories */
+		goto out;
+	}
+	if ((ret = vault_image_find(u->s, album, name, strlen(name), &im, NULL)) < 0)
+		goto out;
+	if ((flags & RENAME_NOREPLACE) &&
+	    vault_image_find(u->s, nalbum, newname, strlen(newname), &other, NULL) == 0) {
+		ret = -EEXIST;
+		goto out;
+	}
+	ret = vault_image_rename(u->s, im.id, nalbum, newname, strlen(newname), &result, NULL);
+	if (ret == 0) {
+		for (int v = 0; v < V_COUNT; v++) {
+			notice(t, 0, VIEW_INO(album, v), name);
+			notice(t, 0, VIEW_INO(nalbum, v), newname);
+		}
+		notice_image(t, result);
+		notice_image(t, im.id);
+		pthread_cond_broadcast(&t->changed);
+	}
+out:
+	pthread_mutex_unlock(&t->lock);
+	fuse_reply_err(req, ret == -EBADMSG ? EIO : -ret);
+}
+
+static void tree_refuse(fuse_req_t req)
+{
+	fuse_reply_err(req, EPERM);
+}
+
+static void tree_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	(void)ino;
+	(void)newparent;
+	(void)newname;
+	tree_refuse(req);   /* one name per image */
+}
+
+static void tree_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	(void)link;
+	(void)parent;
+	(void)name;
+	tree_refuse(req);
+}
+
+static void tree_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		       dev_t rdev)
+{
+	(void)parent;
+	(void)name;
+	(void)mode;
+	(void)rdev;
+	tree_refuse(req);
+}
+
+/* ---- statfs: the caller's quota --------------------------------------- */
+
+static void tree_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct tree *t = tree_of(req);
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct vault_user_info info;
+	struct statvfs st;
+	struct user_ctx *u;
+
+	(void)ino;
+	if (statvfs(vault_path(t->v), &st) < 0) {
+		fuse_reply_err(req, errno);
+		return;
+	}
+	st.f_namemax = CATALOG_NAME_MAX;
+	pthread_mutex_lock(&t->lock);
+	u = user_by_uid(t, ctx->uid);
+	if (u && vault_user_info(t->v, u->uid, &info, NULL) == 0 && info.quota) {
+		uint64_t bsize = st.f_frsize ? st.f_frsize : 4096;
+		uint64_t used = info.bytes < info.quota ? info.bytes : info.quota;
+		uint64_t free_bytes = info.quota - used;
+		st.f_blocks = info.quota / bsize;
+		st.f_bfree = st.f_bavail = free_bytes / bsize < st.f_bavail ? free_bytes / bsize
+									      : st.f_bavail;
+	}
+	pthread_mutex_unlock(&t->lock);
+	fuse_reply_statfs(req, &st);
+}
+
+/* ---- the background worker: thumbnails and cache notices -------------- */
+
+static void *worker_main(void *arg)
+{
+	struct tree *t = arg;
+	struct notice *batch = NULL;
+	size_t n = 0;
+
+	pthread_mutex_lock(&t->lock);
+	while (!t->stop) {
+		struct timespec until;
+		struct iverr e = { 0 };
+
+		for (size_t i = 0; i < t->nusers; i++) {
+			struct thumbnailer_report r = { 0 };
+			if (!t->users[i].thumbs)
+				continue;
+			iverr_clear(&e);
+			if (thumbnailer_run(t->users[i].thumbs, false, 0, NULL, NULL, NULL, &r, &e) < 0)
+				tree_log(t, 3, "uid %u: thumbnails: %s", t->users[i].uid, e.msg);
+			if (r.made || r.damaged)
+				pthread_cond_broadcast(&t->changed);
+		}
+		/* Notices go out without the lock: the kernel may call back in. */
+		batch = t->notices;
+		n = t->nnotices;
+		t->notices = NULL;
+		t->nnotices = t->cap_notices = 0;
+		if (n && t->se) {
+			pthread_mutex_unlock(&t->lock);
+			for (size_t i = 0; i < n; i++) {
+				if (batch[i].name[0])
+					fuse_lowlevel_notify_inval_entry(t->se, batch[i].parent,
+									 batch[i].name,
+									 strlen(batch[i].name));
+				else
+					fuse_lowlevel_notify_inval_inode(t->se, batch[i].ino, 0, 0);
+			}
+			pthread_mutex_lock(&t->lock);
+		}
+		free(batch);
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += 100 * 1000 * 1000;
+		if (until.tv_nsec >= 1000000000) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&t->changed, &t->lock, &until);
+	}
+	pthread_mutex_unlock(&t->lock);
+	return NULL;
+}
+
+/* ---- life cycle ------------------------------------------------------- */
+
+int tree_new(struct vault *v, const struct tree_config *cfg, struct tree **out,
+	     struct iverr *e)
+{
+	struct tree *t;
+	int ret;
+
+	*out = NULL;
+	if ((ret = image_global_init(e)) < 0)
+		return ret;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return iverr_set(e, ENOMEM, "out of memory");
+	t->v = v;
+	t->cfg = *cfg;
+	if (t->cfg.timeout <= 0)
+		t->cfg.timeout = 1.0;
+	pthread_mutex_init(&t->lock, NULL);
+	pthread_cond_init(&t->changed, NULL);
+	if (pthread_key_create(&t->sniffer_key, free_sniffer) != 0) {
+		free(t);
+		return iverr_set(e, EAGAIN, "cannot create a thread key");
+	}
+	*out = t;
+	return 0;
+}
+
+int tree_add_session(struct tree *t, struct vault_session *s, struct iverr *e)
+{
+	struct user_ctx *p = realloc(t->users, (t->nusers + 1) * sizeof(*p)), *u;
+	struct passwd *pw;
+
+	if (!p)
+		return iverr_set(e, ENOMEM, "out of memory");
+	t->users = p;
+	u = &t->users[t->nusers];
+	memset(u, 0, sizeof(*u));
+	u->uid = vault_session_uid(s);
+	u->s = s;
+	pw = getpwuid(u->uid);
+	u->gid = pw ? pw->pw_gid : (gid_t)u->uid;
+	snprintf(u->name, sizeof(u->name), "%s", pw ? pw->pw_name : "");
+	if (!u->name[0])
+		snprintf(u->name, sizeof(u->name), "%u", u->uid);
+	t->nusers++;
+	return 0;
+}
+
+void tree_set_fuse(struct tree *t, struct fuse_session *se)
+{
+	t->se = se;
+}
+
+int tree_start(struct tree *t, struct iverr *e)
+{
+	int ret;
+
+	for (size_t i = 0; i < t->nusers; i++)
+		if ((ret = thumbnailer_start(t->users[i].s, 1, &t->users[i].thumbs, e)) < 0)
+			return ret;
+	if (pthread_create(&t->worker, NULL, worker_main, t) != 0)
+		return iverr_set(e, EAGAIN, "cannot start the background thread");
+	t->worker_running = true;
+	return 0;
+}
+
+void tree_stop(struct tree *t)
+{
+	/* Files still open at unmount: what they hold is committed. */
+	pthread_mutex_lock(&t->lock);
+	while (t->handles) {
+		struct handle *h = t->handles;
+		if (h->writer && h->dirty) {
+			pthread_mutex_unlock(&t->lock);
+			pthread_mutex_lock(&h->lock);
+			commit(t, h);
+			pthread_mutex_unlock(&h->lock);
+			pthread_mutex_lock(&t->lock);
+		}
+		handle_free(t, h);
+	}
+	t->stop = true;
+	pthread_cond_broadcast(&t->changed);
+	pthread_mutex_unlock(&t->lock);
+	if (t->worker_running)
+		pthread_join(t->worker, NULL);
+	t->worker_running = false;
+	for (size_t i = 0; i < t->nusers; i++) {
+		thumbnailer_stop(t->users[i].thumbs);
+		t->users[i].thumbs = NULL;
+	}
+}
+
+void tree_free(struct tree *t)
+{
+	if (!t)
+		return;
+	for (size_t i = 0; i < t->nusers; i++)
+		vault_session_close(t->users[i].s);
+	free(t->users);
+	free(t->notices);
+	pthread_key_delete(t->sniffer_key);
+	pthread_cond_destroy(&t->changed);
+	pthread_mutex_destroy(&t->lock);
+	free(t);
+}
+
+static void tree_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	/* Large writes: fewer round trips for whole images. */
+	if (conn->capable & FUSE_CAP_SPLICE_READ)
+		conn->want &= ~FUSE_CAP_SPLICE_READ;
+	conn->max_write = 1 << 20;
+	conn->max_readahead = 1 << 20;
+}
+
+const struct fuse_lowlevel_ops tree_ops = {
+	.init = tree_init,
+	.lookup = tree_lookup,
+	.getattr = tree_getattr,
+	.setattr = tree_setattr,
+	.mknod = tree_mknod,
+	.mkdir = tree_mkdir,
+	.unlink = tree_unlink,
+	.rmdir = tree_rmdir,
+	.symlink = tree_symlink,
+	.rename = tree_rename,
+	.link = tree_link,
+	.open = tree_open,
+	.read = tree_read,
+	.write = tree_write,
+	.flush = tree_flush,
+	.release = tree_release,
+	.fsync = tree_fsync,
+	.opendir = tree_opendir,
+	.readdir = tree_readdir,
+	.releasedir = tree_releasedir,
+	.statfs = tree_statfs,
+	.create = tree_create,
+};

@@ -1,0 +1,62 @@
+/*
+ * tree — the mounted tree of DESIGN §5, as FUSE low-level operations.
+ *
+ *   system mode:  /<user>/<album>/{original,thumb,pristine}/<name>
+ *   desktop mode: /<album>/{original,thumb,pristine}/<name>
+ *
+ * Inode numbers are catalog ids with their kind in the top byte, so the
+ * tree needs no table of its own: an album is (ALBUM, album id), a file
+ * (FILE, image id << 2 | view).  Every node's st_uid is its owner; modes
+ * are real (directories 0700, files 0600, pristine 0400; group read for
+ * the readers group where the owner opted into web reading, never on
+ * pristine/), the mount uses default_permissions, and every operation
+ * checks the caller's uid again here.
+ *
+ * Writes go to memory and are committed as a new version at flush or
+ * fsync (stage on the writer's thread, catalog commit under the lock); a
+ * refused image fails close() with the reason in the log and the audit
+ * trail, and the previous content stays.  Thumbnails are made by a
+ * background worker; a read of one that is not ready waits for it.
+ *
+ * Thread-safety: the vault is driven under one lock; decryption of reads
+ * and encryption of writes run outside it.
+ */
+#ifndef IMGVAULT_TREE_H
+#define IMGVAULT_TREE_H
+
+#define FUSE_USE_VERSION 34
+#include <fuse_lowlevel.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "vault.h"
+
+struct tree_config {
+	bool system;             /* /<user>/… and allow_other */
+	gid_t readers_gid;       /* group of web readers; (gid_t)-1: none */
+	bool root_reads;         /* let root read user content (audited) */
+	double timeout;          /* attribute and entry cache, seconds */
+	void (*log)(void *arg, int level, const char *msg);  /* never keys */
+	void *log_arg;
+};
+
+struct tree;
+
+/* A tree over @v; sessions are added with tree_add_session.  The caller
+ * owns *out (tree_free) and keeps @v open while it lives. */
+int tree_new(struct vault *v, const struct tree_config *cfg, struct tree **out,
+	     struct iverr *e);
+/* Hands an unlocked user to the tree (which then owns the session). */
+int tree_add_session(struct tree *t, struct vault_session *s, struct iverr *e);
+/* The FUSE session, for cache invalidation notices. */
+void tree_set_fuse(struct tree *t, struct fuse_session *se);
+/* Starts the background workers (thumbnails, expiry). */
+int tree_start(struct tree *t, struct iverr *e);
+/* Commits what open files still hold and stops the workers. */
+void tree_stop(struct tree *t);
+void tree_free(struct tree *t);
+
+/* The operations table, with the tree as userdata. */
+extern const struct fuse_lowlevel_ops tree_ops;
+
+#endif
