@@ -234,8 +234,14 @@ int main(int argc, char **argv)
 		fputs(usage_text, stderr);
 		return 2;
 	}
-	o.store = argv[optind];
-	o.mountpoint = argv[optind + 1];
+	/* Absolute: the daemon changes to / once it is one. */
+	static char store_abs[PATH_MAX], mnt_abs[PATH_MAX];
+	if (!realpath(argv[optind], store_abs)) {
+		fprintf(stderr, "imgvaultd: %s: %s\n", argv[optind], strerror(errno));
+		return 1;
+	}
+	o.store = store_abs;
+	o.mountpoint = realpath(argv[optind + 1], mnt_abs) ? mnt_abs : argv[optind + 1];
 	if (keys_init() < 0) {
 		logf_(&o, 2, "cannot initialise libsodium");
 		return 1;

@@ -62,6 +62,11 @@ static const char *const migrations[] = {
 	"  uid INTEGER NOT NULL, priority INTEGER NOT NULL DEFAULT 0,"
 	"  queued INTEGER NOT NULL);"
 	"CREATE INDEX thumb_queue_order ON thumb_queue(uid, priority DESC, queued, version_id);",
+	/* 2 -> 3: extended attributes and expiry */
+	"ALTER TABLE images ADD COLUMN tags_enc BLOB;"
+	"ALTER TABLE images ADD COLUMN comment_enc BLOB;"
+	"ALTER TABLE images ADD COLUMN expires INTEGER NOT NULL DEFAULT 0;"
+	"CREATE INDEX images_expires ON images(expires) WHERE expires > 0;",
 };
 
 enum stmt {
@@ -77,6 +82,8 @@ enum stmt {
 	S_AUDIT_INSERT, S_AUDIT_LAST, S_AUDIT_LIST,
 	S_THUMB_PUT, S_THUMB_GET, S_THUMB_DELETE, S_THUMB_LIST_USER,
 	S_QUEUE_PUSH, S_QUEUE_DELETE, S_QUEUE_LIST, S_QUEUE_COUNT,
+	S_TAGS_GET, S_TAGS_SET, S_COMMENT_GET, S_COMMENT_SET, S_EXPIRES_GET, S_EXPIRES_SET,
+	S_EXPIRED,
 	S_BEGIN, S_COMMIT, S_ROLLBACK,
 	S_COUNT
 };
@@ -155,6 +162,14 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_QUEUE_LIST] = "SELECT version_id FROM thumb_queue WHERE uid = ?1"
 			 " ORDER BY priority DESC, queued, version_id",
 	[S_QUEUE_COUNT] = "SELECT count(*) FROM thumb_queue WHERE uid = ?1",
+	[S_TAGS_GET] = "SELECT tags_enc FROM images WHERE id = ?1",
+	[S_TAGS_SET] = "UPDATE images SET tags_enc = ?2 WHERE id = ?1",
+	[S_COMMENT_GET] = "SELECT comment_enc FROM images WHERE id = ?1",
+	[S_COMMENT_SET] = "UPDATE images SET comment_enc = ?2 WHERE id = ?1",
+	[S_EXPIRES_GET] = "SELECT expires FROM images WHERE id = ?1",
+	[S_EXPIRES_SET] = "UPDATE images SET expires = ?2 WHERE id = ?1",
+	[S_EXPIRED] = "SELECT id FROM images WHERE uid = ?1 AND expires > 0 AND expires <= ?2"
+		      " ORDER BY expires LIMIT ?3",
 	[S_AUDIT_INSERT] = "INSERT INTO audit(" AUDIT_COLS ")"
 			   " VALUES (?9, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
 	[S_AUDIT_LAST] = "SELECT " AUDIT_COLS " FROM audit ORDER BY seq DESC LIMIT 1",
@@ -1142,4 +1157,72 @@ int catalog_queue_count(struct catalog *c, uint32_t uid, uint64_t *n, struct ive
 	*n = (uint64_t)sqlite3_column_int64(st, 0);
 	sqlite3_reset(st);
 	return 0;
+}
+
+/* ---- extended attributes and expiry (schema 3) ---- */
+
+int catalog_image_text_get(struct catalog *c, int64_t id, enum catalog_text which,
+			   uint8_t *buf, size_t cap, size_t *len, struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, which == CATALOG_TAGS ? S_TAGS_GET : S_COMMENT_GET);
+	int ret;
+
+	sqlite3_bind_int64(st, 1, id);
+	if ((ret = stmt_row(c, st, "reading an attribute", e)) < 0)
+		return ret;
+	if (sqlite3_column_type(st, 0) == SQLITE_NULL) {
+		sqlite3_reset(st);
+		return -ENODATA;
+	}
+	copy_blob(st, 0, buf, cap, len);
+	sqlite3_reset(st);
+	return 0;
+}
+
+int catalog_image_text_set(struct catalog *c, int64_t id, enum catalog_text which,
+			   const uint8_t *val, size_t len, struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, which == CATALOG_TAGS ? S_TAGS_SET : S_COMMENT_SET);
+
+	sqlite3_bind_int64(st, 1, id);
+	bind_opt_blob(st, 2, val, val ? len : 0);
+	return stmt_exec(c, st, "writing an attribute", e);
+}
+
+int catalog_image_expires_get(struct catalog *c, int64_t id, int64_t *when, struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_EXPIRES_GET);
+	int ret;
+
+	sqlite3_bind_int64(st, 1, id);
+	if ((ret = stmt_row(c, st, "reading an expiry", e)) < 0)
+		return ret;
+	*when = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	return 0;
+}
+
+int catalog_image_expires_set(struct catalog *c, int64_t id, int64_t when, struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_EXPIRES_SET);
+
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_int64(st, 2, when);
+	return stmt_exec(c, st, "writing an expiry", e);
+}
+
+int catalog_expired(struct catalog *c, uint32_t uid, int64_t now, int64_t *ids, size_t cap,
+		    size_t *n, struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_EXPIRED);
+	int rc = SQLITE_DONE;
+
+	*n = 0;
+	sqlite3_bind_int64(st, 1, uid);
+	sqlite3_bind_int64(st, 2, now);
+	sqlite3_bind_int64(st, 3, (int64_t)cap);
+	while (*n < cap && (rc = sqlite3_step(st)) == SQLITE_ROW)
+		ids[(*n)++] = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : db_fail(c, rc, "listing expired images", e);
 }

@@ -23,7 +23,7 @@
 #include "keys.h"
 
 /* The newest schema this code reads and writes. */
-#define CATALOG_SCHEMA_VERSION 2
+#define CATALOG_SCHEMA_VERSION 3
 
 #define CATALOG_PID_LEN    16
 #define CATALOG_INDEX_LEN  32
@@ -219,6 +219,23 @@ int catalog_queue_delete(struct catalog *c, int64_t version_id, struct iverr *e)
 int catalog_queue_list(struct catalog *c, uint32_t uid, int64_t *ids, size_t cap, size_t *n,
 		       struct iverr *e);
 int catalog_queue_count(struct catalog *c, uint32_t uid, uint64_t *n, struct iverr *e);
+
+/* ---- extended attributes and expiry (schema 3) ------------------------- */
+
+enum catalog_text { CATALOG_TAGS, CATALOG_COMMENT };
+
+/* A sealed tags or comment value of an image: -ENODATA when unset. */
+int catalog_image_text_get(struct catalog *c, int64_t id, enum catalog_text which,
+			   uint8_t *buf, size_t cap, size_t *len, struct iverr *e);
+/* Sets it; @val NULL unsets. */
+int catalog_image_text_set(struct catalog *c, int64_t id, enum catalog_text which,
+			   const uint8_t *val, size_t len, struct iverr *e);
+/* The image's expiry (Unix time; 0: none). */
+int catalog_image_expires_get(struct catalog *c, int64_t id, int64_t *when, struct iverr *e);
+int catalog_image_expires_set(struct catalog *c, int64_t id, int64_t when, struct iverr *e);
+/* Up to @cap images of @uid whose expiry is at or before @now. */
+int catalog_expired(struct catalog *c, uint32_t uid, int64_t now, int64_t *ids, size_t cap,
+		    size_t *n, struct iverr *e);
 
 /* ---- the audit trail (rows only; audit.h chains them) ------------------ */
 

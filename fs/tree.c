@@ -31,6 +31,7 @@ static const char *const view_names[V_COUNT] = { "original", "thumb", "pristine"
 #define FILE_INO(image, view) INO(K_FILE, ((uint64_t)(image) << 2) | (view))
 
 #define THUMB_WAIT_SECONDS 60
+#define EXPIRY_EVERY_SECONDS 5
 
 #ifndef RENAME_NOREPLACE
 #define RENAME_NOREPLACE (1 << 0)   /* <linux/fs.h>, not in every libc header */
@@ -1149,6 +1150,107 @@ static void tree_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode
 	tree_refuse(req);
 }
 
+/* ---- extended attributes ---------------------------------------------- */
+
+/* The file node @ino and its owner, for attribute calls; lock held. */
+static int xattr_target(struct tree *t, fuse_req_t req, fuse_ino_t ino, bool write,
+			struct user_ctx **u)
+{
+	int64_t album;
+	int view;
+
+	if (INO_KIND(ino) != K_FILE)
+		return write ? -ENOTSUP : -ENODATA;
+	*u = owner_of(t, ino, &album, &view);
+	if (!*u)
+		return -ENOENT;
+	if (write && view != V_ORIGINAL)
+		return -EACCES;
+	return allowed(t, req, *u, view, write);
+}
+
+static void tree_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct tree *t = tree_of(req);
+	struct user_ctx *u;
+	char *buf = size ? malloc(size) : NULL;
+	size_t len = 0;
+	int ret;
+
+	if (size && !buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	pthread_mutex_lock(&t->lock);
+	ret = xattr_target(t, req, ino, false, &u);
+	if (ret == 0)
+		ret = vault_xattr_get(u->s, INO_VAL(ino) >> 2, name, buf, size, &len, NULL);
+	pthread_mutex_unlock(&t->lock);
+	if (ret < 0)
+		fuse_reply_err(req, ret == -EBADMSG ? EIO : -ret);
+	else if (!size)
+		fuse_reply_xattr(req, len);
+	else
+		fuse_reply_buf(req, buf, len);
+	free(buf);
+}
+
+static void tree_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct tree *t = tree_of(req);
+	struct user_ctx *u;
+	char *buf = size ? malloc(size) : NULL;
+	size_t len = 0;
+	int ret;
+
+	if (size && !buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	pthread_mutex_lock(&t->lock);
+	ret = INO_KIND(ino) == K_FILE ? xattr_target(t, req, ino, false, &u) : 1;
+	if (ret == 0)
+		ret = vault_xattr_list(u->s, INO_VAL(ino) >> 2, buf, size, &len, NULL);
+	pthread_mutex_unlock(&t->lock);
+	if (ret < 0)
+		fuse_reply_err(req, ret == -EBADMSG ? EIO : -ret);
+	else if (!size)
+		fuse_reply_xattr(req, ret == 1 ? 0 : len);
+	else
+		fuse_reply_buf(req, buf, ret == 1 ? 0 : len);
+	free(buf);
+}
+
+static void change_xattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			 size_t size)
+{
+	struct tree *t = tree_of(req);
+	struct iverr e = { 0 };
+	struct user_ctx *u;
+	int ret;
+
+	pthread_mutex_lock(&t->lock);
+	ret = xattr_target(t, req, ino, true, &u);
+	if (ret == 0)
+		ret = vault_xattr_set(u->s, INO_VAL(ino) >> 2, name, value, size, &e);
+	pthread_mutex_unlock(&t->lock);
+	if (ret < 0 && e.msg[0])
+		tree_log(t, 6, "uid %u: %s", u->uid, e.msg);
+	fuse_reply_err(req, -ret);
+}
+
+static void tree_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			  size_t size, int flags)
+{
+	(void)flags;
+	change_xattr(req, ino, name, value, size);
+}
+
+static void tree_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	change_xattr(req, ino, name, NULL, 0);
+}
+
 /* ---- statfs: the caller's quota --------------------------------------- */
 
 static void tree_statfs(fuse_req_t req, fuse_ino_t ino)
@@ -1187,10 +1289,25 @@ static void *worker_main(void *arg)
 	struct notice *batch = NULL;
 	size_t n = 0;
 
+	time_t last_expiry = 0;
+
 	pthread_mutex_lock(&t->lock);
 	while (!t->stop) {
 		struct timespec until;
 		struct iverr e = { 0 };
+
+		if (time(NULL) - last_expiry >= EXPIRY_EVERY_SECONDS) {
+			last_expiry = time(NULL);
+			for (size_t i = 0; i < t->nusers; i++) {
+				size_t removed = 0;
+				iverr_clear(&e);
+				if (vault_expire(t->users[i].s, (int64_t)last_expiry, &removed, &e) < 0)
+					tree_log(t, 3, "uid %u: expiry: %s", t->users[i].uid, e.msg);
+				else if (removed)
+					tree_log(t, 6, "uid %u: %zu expired images deleted",
+						 t->users[i].uid, removed);
+			}
+		}
 
 		for (size_t i = 0; i < t->nusers; i++) {
 			struct thumbnailer_report r = { 0 };
@@ -1372,5 +1489,9 @@ const struct fuse_lowlevel_ops tree_ops = {
 	.readdir = tree_readdir,
 	.releasedir = tree_releasedir,
 	.statfs = tree_statfs,
+	.setxattr = tree_setxattr,
+	.getxattr = tree_getxattr,
+	.listxattr = tree_listxattr,
+	.removexattr = tree_removexattr,
 	.create = tree_create,
 };

@@ -285,6 +285,25 @@ void vault_file_report_damage(struct vault_file *f, const char *why);
 int vault_file_verify(struct vault_file *f, struct iverr *e);
 void vault_file_close(struct vault_file *f);
 
+/* ---- extended attributes ---------------------------------------------- */
+
+/*
+ * user.xdg.tags and user.xdg.comment (sealed like names), user.imgvault.
+ * expires (ISO 8601 UTC; the image is deleted when it passes), and the
+ * read-only user.imgvault.id, .sha256, .mime, .width, .height.  Getting an
+ * unset one gives -ENODATA; with @cap 0 only *len is set (its size).
+ */
+int vault_xattr_get(struct vault_session *s, int64_t image_id, const char *name, char *buf,
+		    size_t cap, size_t *len, struct iverr *e);
+/* Sets (or with @value NULL removes) one; -EPERM for a read-only one. */
+int vault_xattr_set(struct vault_session *s, int64_t image_id, const char *name,
+		    const char *value, size_t len, struct iverr *e);
+/* The NUL-separated names present; with @cap 0 only *len. */
+int vault_xattr_list(struct vault_session *s, int64_t image_id, char *buf, size_t cap,
+		     size_t *len, struct iverr *e);
+/* Deletes the session user's images whose expiry is at or before @now. */
+int vault_expire(struct vault_session *s, int64_t now, size_t *removed, struct iverr *e);
+
 /* ---- thumbnails --------------------------------------------------------- */
 
 /*
