@@ -88,3 +88,7 @@ awk -v n="$files" -v v="$vt_t" -v m="$im_t" -v i="$iv_thumbs" -v rss="$rss_kb" '
   printf "thumbnails vs vipsthumbnail: %.2fx (goal: 1.00x or more); vs convert: %.2fx\n", v / i, m / i
   printf "imgvault peak RSS: %.0f MiB (goal: under 200 MiB with two workers)\n", rss / 1024
 }'
+
+echo
+echo "== the mounted tree against gocryptfs and a plain directory =="
+bash "$(dirname "$0")/mount.sh" "$BUILD" "$CORPUS"

@@ -13,6 +13,7 @@
 #include <getopt.h>
 #include <grp.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -213,7 +214,9 @@ int main(int argc, char **argv)
 	int opt, ret = 1;
 
 	setrlimit(RLIMIT_CORE, &no_core);
-	prctl(PR_SET_DUMPABLE, 0);   /* keys are in this process: no core, no ptrace */
+	prctl(PR_SET_DUMPABLE, 0);
+	/* Every FUSE thread would get its own malloc arena: keep memory flat. */
+	mallopt(M_ARENA_MAX, 2);   /* keys are in this process: no core, no ptrace */
 	while ((opt = getopt_long(argc, argv, "k:o:fdhV", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'S': o.system = true; break;

@@ -1132,7 +1132,7 @@ int catalog_queue_list(struct catalog *c, uint32_t uid, int64_t *ids, size_t cap
 		       struct iverr *e)
 {
 	sqlite3_stmt *st = stmt_get(c, S_QUEUE_LIST);
-	int rc;
+	int rc = SQLITE_DONE;
 
 	*n = 0;
 	sqlite3_bind_int64(st, 1, uid);

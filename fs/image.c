@@ -1,4 +1,5 @@
 #include "image.h"
+#include "strip.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -274,13 +275,30 @@ int image_admit(struct image_sniffer *s, const struct image_limits *limits,
 	return ret;
 }
 
+/* Replaces a g_malloc'd WebP with its stripped copy (strip.h). */
+static int strip_in_place(void **buf, size_t *len, struct iverr *e)
+{
+	uint8_t *clean = NULL;
+	size_t clean_len = 0;
+	int ret = strip_metadata(*buf, *len, "image/webp", &clean, &clean_len, e);
+
+	if (ret < 0)
+		return ret;
+	g_free(*buf);
+	*buf = g_malloc(clean_len ? clean_len : 1);
+	memcpy(*buf, clean, clean_len);
+	*len = clean_len;
+	free(clean);
+	return 0;
+}
+
 int image_thumbnail(const void *buf, size_t len, enum image_type type, uint32_t size,
 		    void **out, size_t *out_len, enum image_type *out_type, struct iverr *e)
 {
 	VipsImage *lazy = NULL, *thumb = NULL, *all = NULL;
 	char reason[256];
 	double avg;
-	int rc;
+	int rc, ret;
 
 	*out = NULL;
 	*out_len = 0;
@@ -323,6 +341,11 @@ int image_thumbnail(const void *buf, size_t len, enum image_type type, uint32_t 
 	case IMAGE_WEBP:
 		rc = vips_webpsave_buffer(thumb, out, out_len, "strip", TRUE, "Q", 80, NULL);
 		*out_type = IMAGE_WEBP;
+		/* libvips 8.14 ignores strip for WebP: strip it ourselves. */
+		if (rc == 0 && (ret = strip_in_place(out, out_len, e)) < 0) {
+			g_object_unref(thumb);
+			return ret;
+		}
 		break;
 	default:   /* JPEG, and HEIC/AVIF become JPEG */
 		if (vips_image_hasalpha(thumb)) {

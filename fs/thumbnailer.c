@@ -1,6 +1,7 @@
 #include "thumbnailer.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,6 +33,11 @@ struct thumbnailer {
 static void *worker(void *arg)
 {
 	struct thumbnailer *t = arg;
+	struct sched_param idle = { .sched_priority = 0 };
+
+	/* Thumbnails are background work: they get the CPU nobody else wants,
+	 * so imports and reads are never slowed down by them. */
+	pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle);
 
 	pthread_mutex_lock(&t->lock);
 	for (;;) {
