@@ -1,3 +1,4 @@
+#define _GNU_SOURCE   /* SCHED_IDLE */
 #include "thumbnailer.h"
 
 #include <pthread.h>
