@@ -64,7 +64,7 @@ static int by_name(const void *a, const void *b)
 
 /* Adds every regular file below @dir, in name order; symbolic links inside
  * directories are skipped, as cp -r would copy the link, not an image. */
-static int walk(const struct cli *c, const char *dir, struct import_list *l)
+static int walk(const struct cli *c, const char *dir, struct import_list *l, size_t *refused)
 {
 	char **names = NULL, path[4096];
 	size_t n = 0, cap = 0;
@@ -75,7 +75,8 @@ static int walk(const struct cli *c, const char *dir, struct import_list *l)
 
 	if (!dp) {
 		fprintf(stderr, "%s: skipped %s: %s\n", c->prog, dir, strerror(errno));
-		return 1;
+		(*refused)++;
+		return 0;
 	}
 	while ((d = readdir(dp))) {
 		if (!strcmp(d->d_name, ".") || !strcmp(d->d_name, ".."))
@@ -99,12 +100,16 @@ static int walk(const struct cli *c, const char *dir, struct import_list *l)
 		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
 		if (lstat(path, &st) < 0)
 			continue;
-		if (S_ISDIR(st.st_mode))
-			ret = walk(c, path, l) < 0 ? -ENOMEM : ret;
-		else if (S_ISREG(st.st_mode))
+		if (S_ISDIR(st.st_mode)) {
+			ret = walk(c, path, l, refused);
+		} else if (S_ISREG(st.st_mode)) {
 			ret = list_add(l, path, (uint64_t)st.st_size);
-		else if (!c->quiet)
+		} else {
+			/* FIFOs, devices, symbolic links: not images (cp -r would copy a
+			 * link as a link). */
 			fprintf(stderr, "%s: skipped %s: not a regular file\n", c->prog, path);
+			(*refused)++;
+		}
 	}
 out:
 	for (size_t i = 0; i < n; i++)
@@ -120,7 +125,7 @@ static int read_file(const char *path, uint8_t **out, size_t *len, struct iverr 
 	struct stat st;
 	uint8_t *buf = NULL;
 	size_t done = 0;
-	int ret = 0, fd = open(path, O_RDONLY | O_CLOEXEC);
+	int ret = 0, fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 
 	*out = NULL;
 	if (fd < 0)
@@ -277,13 +282,13 @@ int cmd_import(struct cli *c)
 			fprintf(stderr, "%s: skipped %s: %s\n", c->prog, c->args[a], strerror(errno));
 			refused++;
 		} else if (S_ISDIR(st.st_mode)) {
-			ret = walk(c, c->args[a], &files);
-			if (ret > 0) {
-				refused += (size_t)ret;
-				ret = 0;
-			}
-		} else {
+			ret = walk(c, c->args[a], &files, &refused);
+		} else if (S_ISREG(st.st_mode)) {
 			ret = list_add(&files, c->args[a], (uint64_t)st.st_size);
+		} else {
+			/* A FIFO or a device would block, or never end: not an image. */
+			fprintf(stderr, "%s: skipped %s: not a regular file\n", c->prog, c->args[a]);
+			refused++;
 		}
 	}
 	if (ret < 0) {

@@ -171,6 +171,7 @@ int cmd_rekey(struct cli *c)
 	struct progress bar;
 	char recovery[KEYS_RECOVERY_CODE_LEN + 1] = "";
 	bool dropped = false, resuming = false;
+	struct vault_user_info info;
 	struct thumbnailer *thumbs = NULL;
 	int ret;
 
@@ -189,22 +190,32 @@ int cmd_rekey(struct cli *c)
 					pass.len, &s, &e)) < 0)
 			goto out;
 	}
-	if ((ret = vault_rekey_begin(s, c->full, sk, pass.buf, pass.len, &cost, recovery,
-				     &dropped, &resuming, &e)) < 0)
+	if ((ret = vault_user_info(v, vault_session_uid(s), &info, &e)) < 0)
 		goto out;
-	/* The old recovery code is dead from here on: show the new one first. */
-	if (recovery[0]) {
+	if (info.rekey == CATALOG_REKEY_NONE) {
+		/* The new code is shown before the rotation commits: if it cannot
+		 * be shown, nothing changes and the old code keeps working. */
+		keys_recovery_code_new(recovery);
 		if (c->json)
 			printf("{\"recovery_code\":\"%s\",\"passphrase_removed\":%s}\n", recovery,
-			       dropped ? "true" : "false");
+			       (info.slots & (1u << KEY_SLOT_PASSPHRASE)) && !pass.buf ? "true"
+			       : "false");
 		else
-			printf("The vault's key is rotated.  Its new recovery code (the old one no "
-			       "longer works):\n\n    %s\n\n", recovery);
-		fflush(stdout);
-	} else if (!c->quiet && !c->json) {
+			printf("The vault's key is being rotated.  Its new recovery code (the old "
+			       "one stops working now):\n\n    %s\n\n", recovery);
+		if (fflush(stdout) != 0 || ferror(stdout)) {
+			ret = iverr_set(&e, errno ? errno : EIO, "cannot show the new recovery "
+					"code (%s); nothing was changed", strerror(errno ? errno : EIO));
+			goto out;
+		}
+	}
+	if ((ret = vault_rekey_begin(s, c->full, sk, pass.buf, pass.len, &cost,
+				     info.rekey == CATALOG_REKEY_NONE ? recovery : NULL,
+				     &dropped, &resuming, &e)) < 0)
+		goto out;
+	if (resuming && !c->quiet && !c->json)
 		printf("resuming an interrupted key rotation%s\n",
 		       c->full ? " (as it was begun: --full applies to a new one)" : "");
-	}
 	if (dropped && !c->json)
 		printf("The passphrase slot was removed (its passphrase was not given); set a "
 		       "new one with: imgvault user passwd %s\n", c->user ? c->user : "");

@@ -14,7 +14,9 @@
 
 #define MIN_PASSPHRASE 8
 
-static void show_recovery(const struct cli *c, uid_t uid, const char *code)
+/* Shows a new recovery code; -errno when it could not be written (the
+ * caller undoes what the code was for: a code nobody saw is no code). */
+static int show_recovery(const struct cli *c, uid_t uid, const char *code)
 {
 	char who[64];
 
@@ -28,7 +30,28 @@ static void show_recovery(const struct cli *c, uid_t uid, const char *code)
 		       "and it unlocks the vault if the passphrase is lost):\n\n    %s\n\n",
 		       who, code);
 	}
-	fflush(stdout);
+	if (fflush(stdout) != 0 || ferror(stdout))
+		return -(errno ? errno : EIO);
+	return 0;
+}
+
+/* Removes a store this command has just made (and nothing else). */
+static void remove_new_store(const char *dir)
+{
+	static const char *const files[] = {
+		"imgvault-store", "catalog.db", "catalog.db-wal", "catalog.db-shm", "lock",
+	};
+	char path[4096];
+
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+		unlink(path);
+	}
+	snprintf(path, sizeof(path), "%s/blobs", dir);
+	rmdir(path);
+	snprintf(path, sizeof(path), "%s/tmp", dir);
+	rmdir(path);
+	rmdir(dir);
 }
 
 static int new_passphrase(const char *file, struct secret *out, struct iverr *e)
@@ -103,7 +126,14 @@ int cmd_init(struct cli *c)
 	if (ret == 0) {
 		if (!c->quiet && !c->json)
 			printf("created store %s\n", c->store);
-		show_recovery(c, uid, recovery);
+		if ((ret = show_recovery(c, uid, recovery)) < 0) {
+			iverr_set(&e, -ret, "its recovery code could not be shown (%s), so the "
+				  "store was removed again; run init where its output can be seen",
+				  strerror(-ret));
+			vault_close(v);
+			v = NULL;
+			remove_new_store(c->store);
+		}
 	}
 out:
 	sodium_memzero(recovery, sizeof(recovery));
@@ -151,8 +181,11 @@ static int user_add(struct cli *c, struct vault *v, struct iverr *e)
 			goto out;
 	}
 	ret = vault_user_add(v, (uint32_t)uid, sk, pass.buf, pass.len, &cost, recovery, e);
-	if (ret == 0)
-		show_recovery(c, uid, recovery);
+	if (ret == 0 && (ret = show_recovery(c, uid, recovery)) < 0) {
+		iverr_set(e, -ret, "the recovery code could not be shown (%s), so the user was "
+			  "removed again; run user add where its output can be seen", strerror(-ret));
+		vault_user_delete(v, (uint32_t)uid, NULL);
+	}
 out:
 	sodium_memzero(recovery, sizeof(recovery));
 	prompt_secret_free(&pass);

@@ -3,6 +3,7 @@
  * and export, checks and the audit trail.  See imgvault(1).
  */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,6 +179,8 @@ int main(int argc, char **argv)
 
 	/* Keys and passphrases must never end up in a core file. */
 	setrlimit(RLIMIT_CORE, &no_core);
+	/* A closed output pipe is an error to report, not a silent death. */
+	signal(SIGPIPE, SIG_IGN);
 	if (keys_init() < 0) {
 		fprintf(stderr, "imgvault: cannot initialise libsodium\n");
 		return EXIT_FAIL;

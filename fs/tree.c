@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <pwd.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,7 @@ static const char *const view_names[V_COUNT] = { "original", "thumb", "pristine"
 
 #define THUMB_WAIT_SECONDS 60
 #define EXPIRY_EVERY_SECONDS 5
+#define CACHE_SLOTS 1024            /* what the kernel's page cache holds, per inode */
 
 #ifndef RENAME_NOREPLACE
 #define RENAME_NOREPLACE (1 << 0)   /* <linux/fs.h>, not in every libc header */
@@ -59,6 +61,8 @@ struct handle {
 	int64_t image_id;
 	enum view view;
 	struct vault_file *f;        /* readers */
+	int64_t version;             /* readers: the version they read */
+	atomic_bool stale;           /* readers: a newer version was committed */
 	bool writer;
 	uint8_t *buf;                /* writers: the pending version */
 	size_t len, cap;
@@ -84,6 +88,10 @@ struct tree {
 	pthread_t worker;
 	bool worker_running, stop;
 	pthread_key_t sniffer_key;   /* one libmagic handle per FUSE thread */
+	struct {
+		fuse_ino_t ino;
+		int64_t version;
+	} cached[CACHE_SLOTS];       /* the version the kernel may cache, by inode */
 };
 
 /* ---- small helpers ---------------------------------------------------- */

@@ -380,10 +380,13 @@ int vault_fsck(struct vault *v, struct vault_session *const *sessions, size_t n_
  * vault_rekey_begin rotates the session's user key in one transaction: a
  * new key is sealed into the slots that can be resealed (the server slot
  * with @sk, the passphrase slot with @pass; a passphrase slot that cannot be
- * resealed is removed and *dropped_passphrase set), a new recovery code is
- * written to @recovery, all metadata is re-encrypted, and the old key is
+ * resealed is removed and *dropped_passphrase set), the recovery slot is
+ * resealed with @recovery — a code from keys_recovery_code_new that the
+ * caller has already shown the user, so that no rotation ever commits with
+ * a code nobody saw — all metadata is re-encrypted, and the old key is
  * kept sealed under the new one.  When a rotation of this user was already
- * under way it changes nothing, leaves @recovery empty, and sets *resuming.
+ * under way it changes nothing and sets *resuming (@recovery may be NULL
+ * then: vault_user_info says whether one is under way).
  *
  * vault_rekey_run then rewraps every blob header — or, if the rotation was
  * begun with @full, re-encrypts every blob under a new file key — and
@@ -391,8 +394,8 @@ int vault_fsck(struct vault *v, struct vault_session *const *sessions, size_t n_
  */
 int vault_rekey_begin(struct vault_session *s, bool full, const struct server_key *sk,
 		      const char *pass, size_t pass_len, const struct keys_kdf_cost *cost,
-		      char recovery[KEYS_RECOVERY_CODE_LEN + 1], bool *dropped_passphrase,
-		      bool *resuming, struct iverr *e);
+		      const char *recovery, bool *dropped_passphrase, bool *resuming,
+		      struct iverr *e);
 int vault_rekey_run(struct vault_session *s, vault_progress_fn progress, void *arg,
 		    struct iverr *e);
 

@@ -499,7 +499,7 @@ out:
  * the old one is kept sealed under the new until every blob is done. */
 static int rotate_start(struct vault_session *s, struct catalog_user *u, bool full,
 			const struct server_key *sk, const char *pass, size_t pass_len,
-			const struct keys_kdf_cost *cost, char recovery[KEYS_RECOVERY_CODE_LEN + 1],
+			const struct keys_kdf_cost *cost, const char *recovery,
 			bool *dropped, struct iverr *e)
 {
 	struct vault *v = s->v;
@@ -518,7 +518,6 @@ static int rotate_start(struct vault_session *s, struct catalog_user *u, bool fu
 	nk = keys_user_new();
 	if (!nk)
 		return iverr_set(e, ENOMEM, "out of memory");
-	keys_recovery_code_new(recovery);
 	if ((ret = catalog_thumb_list_user(v->cat, s->uid, push_thumb, &thumbs, e)) < 0)
 		goto out_free;
 	if ((ret = catalog_begin(v->cat, e)) < 0)
@@ -570,7 +569,6 @@ out_rollback:
 	catalog_rollback(v->cat);
 out_free:
 	free(thumbs.v);
-	sodium_memzero(recovery, KEYS_RECOVERY_CODE_LEN + 1);
 	keys_user_free(nk);
 	return ret;
 }
@@ -630,19 +628,20 @@ out:
 
 int vault_rekey_begin(struct vault_session *s, bool full, const struct server_key *sk,
 		      const char *pass, size_t pass_len, const struct keys_kdf_cost *cost,
-		      char recovery[KEYS_RECOVERY_CODE_LEN + 1], bool *dropped_passphrase,
-		      bool *resuming, struct iverr *e)
+		      const char *recovery, bool *dropped_passphrase, bool *resuming,
+		      struct iverr *e)
 {
 	struct catalog_user u;
 	int ret;
 
-	recovery[0] = '\0';
 	*dropped_passphrase = false;
 	if ((ret = catalog_user_get(s->v->cat, s->uid, &u, e)) < 0)
 		return ret;
 	*resuming = u.rekey != CATALOG_REKEY_NONE;
 	if (*resuming)
 		return 0;
+	if (!recovery)
+		return iverr_set(e, EINVAL, "a new rotation needs its new recovery code");
 	return rotate_start(s, &u, full, sk, pass, pass_len, cost, recovery,
 			    dropped_passphrase, e);
 }
