@@ -122,10 +122,11 @@ bench: deps
 	@bash bench/run.sh $(abspath $(BUILD))
 
 install: all
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man1
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8
 	install -m 0755 $(BUILD)/imgvault $(DESTDIR)$(BINDIR)/imgvault
 	install -m 0755 $(BUILD)/imgvaultd $(DESTDIR)$(SBINDIR)/imgvaultd
 	install -m 0644 packaging/man/imgvault.1 $(DESTDIR)$(MANDIR)/man1/imgvault.1
+	install -m 0644 packaging/man/imgvaultd.8 $(DESTDIR)$(MANDIR)/man8/imgvaultd.8
 
 clean:
 	rm -rf build build-san

@@ -1,13 +1,25 @@
 #!/usr/bin/env bash
-# make run: a throwaway demo vault with a few generated photos (with EXIF GPS).
-# Until the mount and the gateway exist, it shows the command line at work.
-# Everything lives in one temporary directory, removed on exit or Ctrl-C.
+# make run: a throwaway demo vault with a few generated photos (with EXIF GPS),
+# imported with the command line, then mounted with imgvaultd.  Everything
+# lives in one temporary directory, unmounted and removed on exit or Ctrl-C.
 set -euo pipefail
 
 BUILD=${1:?usage: demo.sh BUILD_DIR}
 IV=$BUILD/imgvault
+IVD=$BUILD/imgvaultd
 DEMO=$(mktemp -d /tmp/imgvault-demo.XXXXXX)
-trap 'rm -rf "$DEMO"; echo; echo "demo removed: $DEMO"' EXIT
+MNT=$DEMO/mnt
+DPID=
+cleanup() {
+  if [[ -n $DPID ]]; then
+    kill "$DPID" 2>/dev/null; wait "$DPID" 2>/dev/null || true
+  fi
+  mountpoint -q "$MNT" 2>/dev/null && fusermount3 -u -z "$MNT"
+  rm -rf "$DEMO"
+  echo; echo "demo unmounted and removed: $DEMO"
+}
+trap cleanup EXIT
+trap 'exit 0' INT TERM
 export IMGVAULT_STORE=$DEMO/store
 
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
@@ -36,16 +48,28 @@ step "$IV" audit verify
 echo
 echo "What a thief of the store sees (no names, no pixels):"
 find "$DEMO/store" -type f | sed "s|$DEMO/||" | head -8
+
 echo
+echo "Mounting it with imgvaultd..."
+mkdir -p "$MNT"
+"$IVD" "$DEMO/store" "$MNT" "${P[@]}" -f 2>"$DEMO/imgvaultd.log" &
+DPID=$!
+for _ in $(seq 50); do mountpoint -q "$MNT" && break; sleep 0.1; done
+mountpoint -q "$MNT" || { cat "$DEMO/imgvaultd.log"; echo "imgvaultd did not mount" >&2; exit 1; }
+sleep 1   # thumbnails are made in the background
+step ls -l "$MNT/holidays/original" "$MNT/holidays/thumb"
+step getfattr -d -m - "$MNT/holidays/original/IMG_0001.jpg"
 cat <<TXT
-The demo store is $DEMO/store, its passphrase is in $DEMO/passphrase.
+
+The demo vault is mounted at $MNT
+  (passphrase in $DEMO/passphrase; the daemon's log in $DEMO/imgvaultd.log)
 Try, in another terminal:
-  export IMGVAULT_STORE=$DEMO/store
-  $IV --passphrase-file $DEMO/passphrase cat holidays/IMG_0001.jpg > /tmp/x.jpg
-  $IV --passphrase-file $DEMO/passphrase export /tmp/out
-  $IV audit
+  cp ~/Pictures/some.jpg $MNT/holidays/original/
+  ls -l $MNT/holidays/thumb/
+  mkdir $MNT/trips
+  setfattr -n user.xdg.tags -v beach $MNT/holidays/original/IMG_0002.jpg
 TXT
 if [[ -t 0 ]]; then
-  echo "Press Ctrl-C to remove the demo."
+  echo "Press Ctrl-C to unmount and remove the demo."
   while sleep 3600; do :; done
 fi

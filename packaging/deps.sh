@@ -9,7 +9,7 @@ PKGS=(
   libfuse3-dev fuse3 libsodium-dev libsqlite3-dev sqlite3 libmagic-dev file
   libmicrohttpd-dev libvips-dev
   # tests and fuzzing
-  python3 python3-pytest imagemagick libimage-exiftool-perl attr rsync nginx-light
+  python3 python3-pytest python3-pil imagemagick libimage-exiftool-perl attr rsync nginx-light
   clang-14 libfuzzer-14-dev libclang-rt-14-dev
   # benchmarks: the anchors and the photo corpus' source pictures
   gocryptfs libvips-tools mate-backgrounds
