@@ -67,11 +67,10 @@ static const char *default_store(char *buf, size_t cap)
 
 int cli_open_store(struct cli *c, struct vault **out, struct iverr *e)
 {
-	static char buf[PATH_MAX];   /* the default's storage; main is single-threaded */
 	char purpose[64];
 
 	if (!c->store)
-		c->store = default_store(buf, sizeof(buf));
+		c->store = default_store(c->store_buf, sizeof(c->store_buf));
 	snprintf(purpose, sizeof(purpose), "imgvault %s", c->command);
 	return vault_open(c->store, purpose, out, e);
 }

@@ -45,6 +45,7 @@ struct cli {
 	bool thumb, stripped, no_thumbs, rebuild;
 	char **args;                  /* positional arguments after the command */
 	int nargs;
+	char store_buf[4096];         /* holds the default store's path */
 	/* set while a command runs */
 	struct vault_session *session;
 	uint64_t thumbs_made, thumbs_damaged;
