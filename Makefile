@@ -36,9 +36,10 @@ PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 FS_SRC    := $(wildcard fs/*.c)
 FS_OBJ    := $(FS_SRC:%.c=$(BUILD)/%.o)
-CLI_SRC   := $(wildcard daemon/cli*.c daemon/progress.c daemon/prompt.c) daemon/imgvault.c
+CLI_SRC   := $(wildcard daemon/cli*.c daemon/progress.c daemon/prompt.c) daemon/proto.c \
+             daemon/imgvault.c
 CLI_OBJ   := $(CLI_SRC:%.c=$(BUILD)/%.o)
-DAEMON_OBJ := $(addprefix $(BUILD)/daemon/,imgvaultd.o cli.o prompt.o)
+DAEMON_OBJ := $(addprefix $(BUILD)/daemon/,imgvaultd.o control.o proto.o cli.o prompt.o)
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 LIB       := $(BUILD)/libimgvault.a
@@ -85,11 +86,15 @@ FUZZ_CC    ?= clang-14
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Ifs \
               -DIMGVAULT_VERSION='"$(VERSION)"'
 FUZZ_TIME  ?= 300
-FUZZ_BIN   := $(BUILD)/fuzz/fuzz_strip $(BUILD)/fuzz/fuzz_admit
+FUZZ_BIN   := $(BUILD)/fuzz/fuzz_strip $(BUILD)/fuzz/fuzz_admit $(BUILD)/fuzz/fuzz_proto
 
 $(BUILD)/fuzz/fuzz_strip: tests/fuzz/fuzz_strip.c fs/strip.c fs/iverr.c fs/bytes.c fs/strip.h
 	@mkdir -p $(dir $@)
 	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $(filter %.c,$^)
+
+$(BUILD)/fuzz/fuzz_proto: tests/fuzz/fuzz_proto.c daemon/proto.c fs/bytes.c daemon/proto.h
+	@mkdir -p $(dir $@)
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -Idaemon -o $@ $(filter %.c,$^)
 
 $(BUILD)/fuzz/fuzz_admit: tests/fuzz/fuzz_admit.c fs/image.c fs/iverr.c fs/image.h
 	@mkdir -p $(dir $@)

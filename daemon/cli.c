@@ -65,12 +65,17 @@ static const char *default_store(char *buf, size_t cap)
 	return buf;
 }
 
+const char *cli_default_store(struct cli *c)
+{
+	return default_store(c->store_buf, sizeof(c->store_buf));
+}
+
 int cli_open_store(struct cli *c, struct vault **out, struct iverr *e)
 {
 	char purpose[64];
 
 	if (!c->store)
-		c->store = default_store(c->store_buf, sizeof(c->store_buf));
+		c->store = cli_default_store(c);
 	snprintf(purpose, sizeof(purpose), "imgvault %s", c->command);
 	return vault_open(c->store, purpose, out, e);
 }

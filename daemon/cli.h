@@ -105,6 +105,14 @@ int cmd_fsck(struct cli *c);
 int cmd_rekey(struct cli *c);
 int cmd_audit(struct cli *c);
 int cmd_thumbs(struct cli *c);
+int cmd_status(struct cli *c);
+
+/* When a running imgvaultd holds the store, runs status, ls, cat, import or
+ * rm through its control socket: returns 1 with *exit_code set.  0: no
+ * daemon, open the store as usual. */
+int cli_remote(struct cli *c, int *exit_code);
+/* The store used when --store is not given (kept in @c). */
+const char *cli_default_store(struct cli *c);
 int cmd_config(struct cli *c);
 
 /* Runs the session's thumbnail queue: with @wait to the end (or to version

@@ -69,6 +69,11 @@ static const struct command commands[] = {
 	{ "thumbs", cmd_thumbs, O_REBUILD, "thumbs [--rebuild]",
 	  "Make the thumbnails still queued (after import --no-thumbs, or an\n"
 	  "interruption); --rebuild remakes every one (after changing thumb.size)." },
+	{ "status", cmd_status, 0, "status",
+	  "Whether the store is mounted: with imgvaultd running, its mount point and\n"
+	  "mode and how many of your thumbnails are still to make.  While the daemon\n"
+	  "holds the store, status, ls, cat, import and rm go through its control\n"
+	  "socket; other commands wait until it stops." },
 	{ "config", cmd_config, 0, "config [KEY=VALUE...]",
 	  "Show or change the store's settings: image.max-bytes (50M), image.max-pixels\n"
 	  "(100000000), image.max-frames (500), image.types (jpeg,png,gif,webp,heic,avif)\n"
@@ -248,5 +253,12 @@ int main(int argc, char **argv)
 				 "imgvault %s --help", cmd->name, cmd->name);
 	c.args = argv + optind;
 	c.nargs = argc - optind;
+	if (!strcmp(cmd->name, "status") || !strcmp(cmd->name, "ls") ||
+	    !strcmp(cmd->name, "cat") || !strcmp(cmd->name, "import") ||
+	    !strcmp(cmd->name, "rm")) {
+		int code;
+		if (cli_remote(&c, &code))
+			return code;
+	}
 	return cmd->run(&c);
 }

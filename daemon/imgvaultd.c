@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "control.h"
 #include "keys.h"
 #include "prompt.h"
 #include "tree.h"
@@ -39,6 +40,7 @@ struct options {
 	const char *store, *mountpoint;
 	const char *server_key, *passphrase_file, *readers_group;
 	const char *extra;       /* -o, passed to FUSE */
+	const char *control;     /* the control socket's path */
 };
 
 static const char usage_text[] =
@@ -55,6 +57,8 @@ static const char usage_text[] =
 	"      --passphrase-file FILE   desktop mode: read the passphrase from FILE\n"
 	"      --readers-group GROUP    web-read users' files get this group (system)\n"
 	"      --allow-root-reads       let root read user content (audited either way)\n"
+	"      --control PATH           the control socket (default: /run/imgvault/ in\n"
+	"                               system mode, $XDG_RUNTIME_DIR/imgvault/ otherwise)\n"
 	"  -o OPTIONS                   extra FUSE mount options\n"
 	"  -f, --foreground             stay in the foreground\n"
 	"  -d, --debug                  FUSE debug output (implies -f)\n"
@@ -145,6 +149,41 @@ static int clean_stale_mount(const struct options *o)
 	return 0;
 }
 
+/* Where the control socket goes: /run/imgvault for the system, the user's
+ * runtime directory otherwise; the pid keeps two daemons apart.  The path
+ * is written into the store's lock, where the command line finds it. */
+static int control_path(const struct options *o, char *out, size_t cap)
+{
+	const char *rt = getenv("XDG_RUNTIME_DIR");
+	char dir[200];
+
+	if (o->control) {
+		snprintf(out, cap, "%s", o->control);
+		return 0;
+	}
+	if (o->system)
+		snprintf(dir, sizeof(dir), "/run/imgvault");
+	else if (rt && *rt)
+		snprintf(dir, sizeof(dir), "%s/imgvault", rt);
+	else
+		snprintf(dir, sizeof(dir), "/tmp/imgvault-%u", (unsigned)getuid());
+	if (mkdir(dir, o->system ? 0755 : 0700) < 0 && errno != EEXIST)
+		return -errno;
+	snprintf(out, cap, "%s/imgvaultd-%ld.sock", dir, (long)getpid());
+	return 0;
+}
+
+static int ctl_call(void *arg, uint32_t uid, int (*fn)(struct vault_session *, void *),
+		    void *fnarg)
+{
+	return tree_call(arg, uid, fn, fnarg);
+}
+
+static void ctl_changed(void *arg, int64_t image_id)
+{
+	tree_changed(arg, image_id);
+}
+
 /* Unlocks the vaults the tree serves. */
 static int unlock_all(const struct options *o, struct vault *v, struct tree *t,
 		      struct iverr *e)
@@ -198,6 +237,7 @@ int main(int argc, char **argv)
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "debug", no_argument, NULL, 'd' },
 		{ "log-json", no_argument, NULL, 'J' },
+		{ "control", required_argument, NULL, 'C' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -210,7 +250,8 @@ int main(int argc, char **argv)
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct tree_config cfg = { .readers_gid = (gid_t)-1, .timeout = 1.0 };
 	struct rlimit no_core = { 0, 0 };
-	char mount_opts[512];
+	char mount_opts[512], sock[256], purpose[320];
+	struct control *ctl = NULL;
 	int opt, ret = 1;
 
 	setrlimit(RLIMIT_CORE, &no_core);
@@ -228,6 +269,7 @@ int main(int argc, char **argv)
 		case 'f': o.foreground = true; break;
 		case 'd': o.debug = o.foreground = true; break;
 		case 'J': o.json_log = true; break;
+		case 'C': o.control = optarg; break;
 		case 'h': fputs(usage_text, stdout); return 0;
 		case 'V': printf("imgvaultd %s\n", IMGVAULT_VERSION); return 0;
 		default: fputs(usage_text, stderr); return 2;
@@ -268,7 +310,13 @@ int main(int argc, char **argv)
 	cfg.log_arg = &o;
 	if (clean_stale_mount(&o) < 0)
 		return 1;
-	if ((ret = vault_open(o.store, "imgvaultd", &v, &e)) < 0 ||
+	if (control_path(&o, sock, sizeof(sock)) < 0) {
+		logf_(&o, 3, "cannot make a directory for the control socket: %s; give one "
+		      "with --control", strerror(errno));
+		return 1;
+	}
+	snprintf(purpose, sizeof(purpose), "imgvaultd control=%s", sock);
+	if ((ret = vault_open(o.store, purpose, &v, &e)) < 0 ||
 	    (ret = tree_new(v, &cfg, &t, &e)) < 0 ||
 	    (ret = unlock_all(&o, v, t, &e)) < 0) {
 		logf_(&o, 3, "cannot serve %s: %s", o.store, e.msg);
@@ -303,12 +351,26 @@ int main(int argc, char **argv)
 		ret = 1;
 		goto out_unmount;
 	}
+	{
+		struct control_ops ops = {
+			.call = ctl_call, .changed = ctl_changed, .arg = t, .store = o.store,
+			.mountpoint = o.mountpoint, .system = o.system,
+			.max_bytes = vault_limits(v)->max_bytes,
+		};
+		if ((ret = control_start(sock, &ops, &ctl, &e)) < 0) {
+			logf_(&o, 3, "cannot start the control socket: %s", e.msg);
+			ret = 1;
+			tree_stop(t);
+			goto out_unmount;
+		}
+	}
 	logf_(&o, 6, "serving %s on %s", o.store, o.mountpoint);
 	notify_ready();
 	{
 		struct fuse_loop_config loop = { .clone_fd = 0, .max_idle_threads = 10 };
 		ret = fuse_session_loop_mt(se, &loop);
 	}
+	control_stop(ctl);
 	tree_stop(t);
 	logf_(&o, 6, "unmounting %s", o.mountpoint);
 	ret = ret < 0 ? 1 : 0;

@@ -149,6 +149,49 @@ static void notice_image(struct tree *t, int64_t image_id)
 		notice(t, FILE_INO(image_id, v), 0, NULL);
 }
 
+/*
+ * Whether a reader of @version may keep the kernel's page cache of @ino:
+ * only when the cache was last filled from that same version.  Any other
+ * open drops it, so no reader starts on bytes of an older version (after
+ * an overwrite, a rename over the image).  Lock held.
+ */
+static bool cache_current(struct tree *t, fuse_ino_t ino, int64_t version)
+{
+	size_t i = (size_t)(ino % CACHE_SLOTS);
+	bool same = t->cached[i].ino == ino && t->cached[i].version == version;
+
+	t->cached[i].ino = ino;
+	t->cached[i].version = version;
+	return same;
+}
+
+static void cache_forget(struct tree *t, fuse_ino_t ino)
+{
+	size_t i = (size_t)(ino % CACHE_SLOTS);
+
+	if (t->cached[i].ino == ino)
+		t->cached[i].ino = 0;
+}
+
+/* Image @image_id has a new version: readers still open on the old one
+ * now put old bytes in the page cache (tree_read drops them).  Lock held. */
+static void readers_stale(struct tree *t, int64_t image_id)
+{
+	for (struct handle *h = t->handles; h; h = h->next)
+		if (!h->writer && h->view == V_ORIGINAL && h->image_id == image_id)
+			atomic_store(&h->stale, true);
+}
+
+/* A file's generation: image ids are reused after a delete, and the kernel
+ * must not take a new image for an old one it still holds. */
+static uint64_t file_generation(const struct vault_image *im)
+{
+	uint64_t g;
+
+	memcpy(&g, im->pid, sizeof(g));
+	return g;
+}
+
 static struct image_sniffer *thread_sniffer(struct tree *t)
 {
 	struct image_sniffer *s = pthread_getspecific(t->sniffer_key);
@@ -327,15 +370,20 @@ static int node_attr(struct tree *t, fuse_req_t req, fuse_ino_t ino, struct stat
 	return 0;
 }
 
-static void reply_entry(struct tree *t, fuse_req_t req, const struct stat *st)
+static void reply_entry(struct tree *t, fuse_req_t req, const struct stat *st,
+			uint64_t generation)
 {
 	struct fuse_entry_param e;
 
 	memset(&e, 0, sizeof(e));
 	e.ino = st->st_ino;
+	e.generation = generation;
 	e.attr = *st;
 	e.attr_timeout = t->cfg.timeout;
-	e.entry_timeout = t->cfg.timeout;
+	/* A file's name is looked up again at every use: after a rename over
+	 * an image the kernel would keep the moved file's inode under the
+	 * image's name, while the image keeps its own (and its id). */
+	e.entry_timeout = S_ISDIR(st->st_mode) ? t->cfg.timeout : 0;
 	fuse_reply_entry(req, &e);
 }
 
@@ -347,6 +395,7 @@ static void tree_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct vault_image im;
 	struct user_ctx *u;
 	struct stat st;
+	uint64_t gen = 0;
 	int64_t album, id;
 	int view, ret = 0;
 	size_t len = strlen(name);
@@ -387,8 +436,10 @@ static void tree_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		ret = vault_image_find(u->s, album, name, len, &im, NULL);
 		if (ret == 0 && !visible(&im, view))
 			ret = -ENOENT;
-		if (ret == 0)
+		if (ret == 0) {
 			file_attr(t, u, &im, view, &st);
+			gen = file_generation(&im);
+		}
 		break;
 	default:
 		ret = -ENOTDIR;
@@ -398,7 +449,7 @@ out:
 	if (ret < 0)
 		fuse_reply_err(req, ret == -EINVAL || ret == -ENAMETOOLONG ? -ret : ret == -EACCES ? EACCES : ENOENT);
 	else
-		reply_entry(t, req, &st);
+		reply_entry(t, req, &st, gen);
 }
 
 static void tree_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -584,18 +635,20 @@ static void tree_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode
 	(void)mode;
 	pthread_mutex_lock(&t->lock);
 	u = owner_of(t, parent, &album, &view);
+	/* The caller first: whoever may not write here learns nothing more. */
 	if (!u)
 		ret = t->cfg.system && INO_KIND(parent) == K_ROOT ? -EPERM : -ENOENT;
+	else if ((ret = allowed(t, req, u, V_ORIGINAL, true)) < 0)
+		;
 	else if (INO_KIND(parent) != K_USER && INO_KIND(parent) != K_ROOT)
 		ret = -EPERM;   /* albums hold the three views, nothing else */
-	else if ((ret = allowed(t, req, u, V_ORIGINAL, true)) == 0 &&
-		 (ret = vault_album_create(u->s, name, strlen(name), &id, NULL)) == 0)
+	else if ((ret = vault_album_create(u->s, name, strlen(name), &id, NULL)) == 0)
 		dir_attr(t, u, INO(K_ALBUM, id), V_ORIGINAL, &st);
 	pthread_mutex_unlock(&t->lock);
 	if (ret < 0)
 		fuse_reply_err(req, -ret);
 	else
-		reply_entry(t, req, &st);
+		reply_entry(t, req, &st, 0);
 }
 
 static void tree_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -608,11 +661,12 @@ static void tree_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	pthread_mutex_lock(&t->lock);
 	u = owner_of(t, parent, &album, &view);
 	if (!u)
-		ret = -ENOENT;
+		ret = t->cfg.system && INO_KIND(parent) == K_ROOT ? -EPERM : -ENOENT;
+	else if ((ret = allowed(t, req, u, V_ORIGINAL, true)) < 0)
+		;
 	else if (INO_KIND(parent) != K_USER && INO_KIND(parent) != K_ROOT)
-		ret = -EPERM;
-	else if ((ret = allowed(t, req, u, V_ORIGINAL, true)) == 0 &&
-		 (ret = vault_album_find(u->s, name, strlen(name), &id, NULL)) == 0)
+		ret = -EPERM;   /* the views go with their album */
+	else if ((ret = vault_album_find(u->s, name, strlen(name), &id, NULL)) == 0)
 		ret = vault_album_remove(u->s, id, NULL);
 	if (ret == 0)
 		notice(t, 0, parent, name);
@@ -724,7 +778,7 @@ static void tree_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct user_ctx *u;
 	struct handle *h = NULL;
 	int64_t album, image_id = INO_VAL(ino) >> 2;
-	bool write = (fi->flags & O_ACCMODE) != O_RDONLY;
+	bool write = (fi->flags & O_ACCMODE) != O_RDONLY, keep = false;
 	int view, ret;
 
 	if (INO_KIND(ino) != K_FILE) {
@@ -759,6 +813,12 @@ static void tree_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	} else {
 		ret = vault_file_open(u->s, image_id, view == V_PRISTINE ? VAULT_PRISTINE
 				      : view == V_THUMB ? VAULT_THUMB : VAULT_ORIGINAL, &h->f, NULL);
+		if (ret == 0) {
+			const struct vault_image *im = vault_file_image(h->f);
+			h->version = view == V_PRISTINE ? im->pristine_version
+				     : im->current_version;
+			keep = cache_current(t, ino, h->version);
+		}
 	}
 out:
 	if (ret < 0 && h)
@@ -769,9 +829,11 @@ out:
 		return;
 	}
 	fi->fh = (uintptr_t)h;
-	/* Every change invalidates the kernel's cache, so what it has is current. */
-	fi->keep_cache = !write;
-	fi->direct_io = view == V_THUMB;   /* its size may have been 0 at lookup */
+	fi->keep_cache = keep;
+	/* A writer's bytes are pending (and may be refused): they never enter
+	 * the page cache readers share.  A thumbnail's size may have been 0
+	 * at lookup. */
+	fi->direct_io = write || view == V_THUMB;
 	fuse_reply_open(req, fi);
 }
 
@@ -784,7 +846,6 @@ static void tree_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	char *buf;
 	ssize_t n;
 
-	(void)ino;
 	pthread_mutex_lock(&h->lock);
 	if (h->writer) {
 		size_t start = (size_t)off < h->len ? (size_t)off : h->len;
@@ -802,6 +863,14 @@ static void tree_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	/* Decryption runs outside the tree lock: reads of files run in parallel. */
 	n = vault_file_pread(h->f, buf, size, (uint64_t)off, &e);
 	pthread_mutex_unlock(&h->lock);
+	if (n > 0 && atomic_load(&h->stale)) {
+		/* Bytes of a version no longer current: they must not stay in
+		 * the kernel's cache for the next reader. */
+		pthread_mutex_lock(&t->lock);
+		cache_forget(t, ino);
+		notice(t, ino, 0, NULL);
+		pthread_mutex_unlock(&t->lock);
+	}
 	if (n == -EBADMSG) {
 		tree_log(t, 3, "read failed: %s", e.msg);
 		pthread_mutex_lock(&t->lock);
@@ -886,6 +955,7 @@ static int commit(struct tree *t, struct handle *h)
 		vault_note_refused(h->u->s, "content refused");
 	if (ret == 0) {
 		notice_image(t, h->image_id);
+		readers_stale(t, h->image_id);
 		pthread_cond_broadcast(&t->changed);   /* a thumbnail to make */
 	}
 	pthread_mutex_unlock(&t->lock);
@@ -960,7 +1030,9 @@ static void tree_create(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 		memset(&e, 0, sizeof(e));
 		file_attr(t, u, &im, V_ORIGINAL, &e.attr);
 		e.ino = e.attr.st_ino;
-		e.attr_timeout = e.entry_timeout = t->cfg.timeout;
+		e.generation = file_generation(&im);
+		e.attr_timeout = t->cfg.timeout;
+		e.entry_timeout = 0;   /* as reply_entry */
 	}
 	pthread_mutex_unlock(&t->lock);
 	if (ret < 0) {
@@ -968,6 +1040,7 @@ static void tree_create(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 		return;
 	}
 	fi->fh = (uintptr_t)h;
+	fi->direct_io = 1;   /* as a writer in tree_open */
 	fuse_reply_create(req, &e, fi);
 }
 
@@ -981,19 +1054,23 @@ static void tree_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int 
 	int64_t album;
 	int view, ret = 0;
 
-	if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
-		fuse_reply_err(req, EPERM);   /* ownership is the vault's */
-		return;
-	}
 	pthread_mutex_lock(&t->lock);
 	u = owner_of(t, ino, &album, &view);
 	if (!u)
-		ret = -ENOENT;
+		ret = INO_KIND(ino) == K_ROOT ? -EPERM : -ENOENT;   /* the system root */
 	else if ((to_set & (FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_MTIME)) &&
 		 (INO_KIND(ino) != K_FILE || view != V_ORIGINAL))
-		ret = -EACCES;
-	else if (to_set & (FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MODE))
+		ret = allowed(t, req, u, view, true) ?: -EACCES;
+	else if (to_set & (FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MODE |
+			   FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))
 		ret = allowed(t, req, u, view, true);
+	/* Ownership is the vault's: a chown that would change it is refused,
+	 * one that changes nothing (tar and cp -p as root do that) is not. */
+	if (ret == 0 && (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) &&
+	    (ret = node_attr(t, req, ino, &st)) == 0 &&
+	    (((to_set & FUSE_SET_ATTR_UID) && attr->st_uid != st.st_uid) ||
+	     ((to_set & FUSE_SET_ATTR_GID) && attr->st_gid != st.st_gid)))
+		ret = -EPERM;
 	if (ret == 0 && (to_set & FUSE_SET_ATTR_MTIME))
 		ret = vault_image_set_mtime(u->s, INO_VAL(ino) >> 2,
 					    (to_set & FUSE_SET_ATTR_MTIME_NOW) ? (int64_t)time(NULL)
@@ -1113,6 +1190,10 @@ static void tree_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		goto out;
 	}
 	ret = vault_image_rename(u->s, im.id, nalbum, newname, strlen(newname), &result, NULL);
+	/* A rename moves content, it does not modify it: the moved file's
+	 * mtime goes with it (rsync sets it on its temporary, then renames). */
+	if (ret == 0)
+		vault_image_set_mtime(u->s, result, im.mtime, NULL);
 	if (ret == 0) {
 		for (int v = 0; v < V_COUNT; v++) {
 			notice(t, 0, VIEW_INO(album, v), name);
@@ -1120,6 +1201,8 @@ static void tree_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		}
 		notice_image(t, result);
 		notice_image(t, im.id);
+		if (result != im.id)
+			readers_stale(t, result);
 		pthread_cond_broadcast(&t->changed);
 	}
 out:
@@ -1319,11 +1402,17 @@ static void *worker_main(void *arg)
 
 		for (size_t i = 0; i < t->nusers; i++) {
 			struct thumbnailer_report r = { 0 };
+			int ret;
 			if (!t->users[i].thumbs)
 				continue;
 			iverr_clear(&e);
-			if (thumbnailer_run(t->users[i].thumbs, false, 0, NULL, NULL, NULL, &r, &e) < 0)
-				tree_log(t, 3, "uid %u: thumbnails: %s", t->users[i].uid, e.msg);
+			ret = thumbnailer_run(t->users[i].thumbs, false, 0, NULL, NULL, NULL, &r, &e);
+			/* -ENOENT: the image was deleted or renamed over while its
+			 * thumbnail was made; the job is dropped or redone for the
+			 * version's new image on the next round. */
+			if (ret < 0)
+				tree_log(t, ret == -ENOENT ? 7 : 3, "uid %u: thumbnails: %s",
+					 t->users[i].uid, e.msg[0] ? e.msg : strerror(-ret));
 			if (r.made || r.damaged)
 				pthread_cond_broadcast(&t->changed);
 		}
@@ -1503,3 +1592,26 @@ const struct fuse_lowlevel_ops tree_ops = {
 	.removexattr = tree_removexattr,
 	.create = tree_create,
 };
+
+/* ---- for the control socket ------------------------------------------- */
+
+int tree_call(struct tree *t, uint32_t uid, int (*fn)(struct vault_session *s, void *arg),
+	      void *arg)
+{
+	struct user_ctx *u;
+	int ret;
+
+	pthread_mutex_lock(&t->lock);
+	u = user_by_uid(t, uid);
+	ret = u ? fn(u->s, arg) : -ENOENT;
+	pthread_mutex_unlock(&t->lock);
+	return ret;
+}
+
+void tree_changed(struct tree *t, int64_t image_id)
+{
+	pthread_mutex_lock(&t->lock);
+	notice_image(t, image_id);
+	pthread_cond_broadcast(&t->changed);   /* and a thumbnail to make */
+	pthread_mutex_unlock(&t->lock);
+}

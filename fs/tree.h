@@ -56,6 +56,13 @@ int tree_start(struct tree *t, struct iverr *e);
 void tree_stop(struct tree *t);
 void tree_free(struct tree *t);
 
+/* Runs @fn with @uid's session under the tree's lock (the control socket);
+ * -ENOENT when @uid has no vault in this mount. */
+int tree_call(struct tree *t, uint32_t uid, int (*fn)(struct vault_session *s, void *arg),
+	      void *arg);
+/* An image changed outside the mount: invalidate the kernel's caches. */
+void tree_changed(struct tree *t, int64_t image_id);
+
 /* The operations table, with the tree as userdata. */
 extern const struct fuse_lowlevel_ops tree_ops;
 

@@ -1,0 +1,558 @@
+#define _GNU_SOURCE   /* struct ucred */
+#include "control.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "image.h"
+#include "proto.h"
+
+#define MAX_CONNECTIONS 16
+#define IDLE_TIMEOUT_MS 30000
+
+struct control {
+	struct control_ops ops;
+	char path[108];
+	int fd;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t idle;
+	int connections;
+	bool stop;
+};
+
+struct conn {
+	struct control *c;
+	int fd;
+	uint32_t uid;
+	struct proto_out out;
+};
+
+/* ---- sending ---- */
+
+static int send_msg(struct conn *k)
+{
+	if (proto_finish(&k->out) < 0)
+		return -EMSGSIZE;
+	if (send(k->fd, k->out.buf, k->out.len, MSG_NOSIGNAL) != (ssize_t)k->out.len)
+		return -errno;
+	return 0;
+}
+
+static int send_error(struct conn *k, int err, const char *msg)
+{
+	proto_begin(&k->out, P_ERROR);
+	proto_put_u64(&k->out, T_ERRNO, (uint64_t)(err < 0 ? -err : err));
+	proto_put_str(&k->out, T_MESSAGE, msg && *msg ? msg : strerror(err < 0 ? -err : err));
+	return send_msg(k);
+}
+
+static int send_type(struct conn *k, enum proto_type type)
+{
+	proto_begin(&k->out, type);
+	return send_msg(k);
+}
+
+/* ---- requests ---- */
+
+struct request {
+	struct conn *k;
+	const struct proto_msg *m;
+	char album[CATALOG_NAME_MAX + 1];
+	char name[CATALOG_NAME_MAX + 1];
+	struct iverr e;
+	/* results */
+	struct vault_file *f;
+	int64_t image_id;
+	struct vault_staged st;
+	struct listing { char name[CATALOG_NAME_MAX + 1]; struct vault_image im; bool album; } *v;
+	size_t n, cap;
+	uint64_t pending;
+};
+
+static int listing_push(struct request *r, const char *name, size_t len,
+			const struct vault_image *im)
+{
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? 2 * r->cap : 64;
+		struct listing *p = realloc(r->v, cap * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		r->v = p;
+		r->cap = cap;
+	}
+	struct listing *l = &r->v[r->n++];
+	snprintf(l->name, sizeof(l->name), "%.*s", (int)len, name);
+	l->album = !im;
+	if (im)
+		l->im = *im;
+	return 0;
+}
+
+static int ls_album_fn(int64_t id, const char *name, size_t len, void *arg)
+{
+	(void)id;
+	return listing_push(arg, name, len, NULL);
+}
+
+static int ls_image_fn(const struct vault_image *im, void *arg)
+{
+	return listing_push(arg, im->name, im->name_len, im);
+}
+
+static int do_ls(struct vault_session *s, void *arg)
+{
+	struct request *r = arg;
+	int64_t album;
+	int ret;
+
+	if (!r->album[0])
+		return vault_album_list(s, ls_album_fn, r, &r->e);
+	if ((ret = vault_album_find(s, r->album, strlen(r->album), &album, &r->e)) < 0)
+		return ret;
+	return vault_image_list(s, album, ls_image_fn, r, &r->e);
+}
+
+static int find_image(struct vault_session *s, struct request *r, struct vault_image *im)
+{
+	int64_t album;
+	int ret = vault_album_find(s, r->album, strlen(r->album), &album, &r->e);
+
+	return ret < 0 ? ret : vault_image_find(s, album, r->name, strlen(r->name), im, &r->e);
+}
+
+static int do_cat_open(struct vault_session *s, void *arg)
+{
+	struct request *r = arg;
+	struct vault_image im;
+	uint64_t variant = VAULT_ORIGINAL;
+	int ret;
+
+	proto_get_u64(r->m, T_VARIANT, &variant);
+	if (variant > VAULT_THUMB)
+		return iverr_set(&r->e, EINVAL, "unknown variant");
+	if ((ret = find_image(s, r, &im)) < 0)
+		return ret;
+	return vault_file_open(s, im.id, (enum vault_variant)variant, &r->f, &r->e);
+}
+
+static int do_cat_damage(struct vault_session *s, void *arg)
+{
+	struct request *r = arg;
+
+	(void)s;
+	vault_file_report_damage(r->f, r->e.msg);
+	return 0;
+}
+
+static int do_rm(struct vault_session *s, void *arg)
+{
+	struct request *r = arg;
+	struct vault_image im;
+	int ret = find_image(s, r, &im);
+
+	if (ret == 0 && (ret = vault_image_remove(s, im.id, &r->e)) == 0)
+		r->image_id = im.id;
+	return ret;
+}
+
+static int do_import_commit(struct vault_session *s, void *arg)
+{
+	struct request *r = arg;
+	struct vault_image im;
+	int64_t album;
+	int ret = vault_album_ensure(s, r->album, strlen(r->album), &album, &r->e);
+
+	if (ret < 0) {
+		vault_discard_staged(s, &r->st);
+		return ret;
+	}
+	ret = vault_commit_staged(s, album, r->name, strlen(r->name), &r->st, &im, &r->e);
+	if (ret == 0)
+		r->image_id = im.id;
+	return ret;
+}
+
+static int do_refused(struct vault_session *s, void *arg)
+{
+	(void)arg;
+	vault_note_refused(s, "content refused");
+	return 0;
+}
+
+static int do_pending(struct vault_session *s, void *arg)
+{
+	struct request *r = arg;
+
+	return vault_thumb_pending_count(s, &r->pending, NULL);
+}
+
+/* Receives the DATA messages of an import, up to END. */
+static int recv_data(struct conn *k, uint8_t **buf, size_t *len, uint64_t max)
+{
+	uint8_t *msg = malloc(PROTO_MAX), *all = NULL;
+	struct proto_msg m;
+	size_t cap = 0;
+	int ret = 0;
+
+	*buf = NULL;
+	*len = 0;
+	if (!msg)
+		return -ENOMEM;
+	for (;;) {
+		ssize_t n = recv(k->fd, msg, PROTO_MAX, 0);
+		const struct proto_field *f;
+
+		if (n <= 0 || proto_parse(msg, (size_t)n, &m) < 0) {
+			ret = -EPROTO;
+			break;
+		}
+		if (m.type == P_END)
+			break;
+		f = proto_get(&m, T_DATA);
+		if (m.type != P_DATA || !f) {
+			ret = -EPROTO;
+			break;
+		}
+		if (*len + f->len > max) {
+			ret = -EFBIG;
+			break;
+		}
+		if (*len + f->len > cap) {
+			size_t ncap = cap ? 2 * cap : 1 << 20;
+			while (ncap < *len + f->len)
+				ncap *= 2;
+			uint8_t *p = realloc(all, ncap);
+			if (!p) {
+				ret = -ENOMEM;
+				break;
+			}
+			all = p;
+			cap = ncap;
+		}
+		memcpy(all + *len, f->val, f->len);
+		*len += f->len;
+	}
+	free(msg);
+	if (ret < 0)
+		free(all);
+	else
+		*buf = all;
+	return ret;
+}
+
+static int handle_status(struct conn *k, struct request *r)
+{
+	struct control *c = k->c;
+	int ret = c->ops.call(c->ops.arg, k->uid, do_pending, r);
+
+	proto_begin(&k->out, P_OK);
+	proto_put_str(&k->out, T_STORE, c->ops.store);
+	proto_put_str(&k->out, T_MOUNT, c->ops.mountpoint);
+	proto_put_str(&k->out, T_MODE, c->ops.system ? "system" : "desktop");
+	if (ret == 0)
+		proto_put_u64(&k->out, T_PENDING, r->pending);
+	return send_msg(k);
+}
+
+static int handle_ls(struct conn *k, struct request *r)
+{
+	int ret = k->c->ops.call(k->c->ops.arg, k->uid, do_ls, r);
+
+	if (ret < 0)
+		return send_error(k, ret, r->e.msg);
+	for (size_t i = 0; i < r->n; i++) {
+		const struct listing *l = &r->v[i];
+		proto_begin(&k->out, P_ENTRY);
+		proto_put_str(&k->out, T_KIND, l->album ? "album" : "image");
+		proto_put(&k->out, T_NAME, l->name, strlen(l->name));
+		if (!l->album) {
+			proto_put_u64(&k->out, T_SIZE, l->im.size);
+			proto_put_str(&k->out, T_MIME, l->im.mime);
+			proto_put_u64(&k->out, T_MTIME, (uint64_t)l->im.mtime);
+			proto_put(&k->out, T_ID, l->im.pid, sizeof(l->im.pid));
+			proto_put(&k->out, T_SHA256, l->im.sha256, sizeof(l->im.sha256));
+			proto_put_u64(&k->out, T_DAMAGED, l->im.damaged);
+			proto_put_u64(&k->out, T_WIDTH, l->im.width);
+			proto_put_u64(&k->out, T_HEIGHT, l->im.height);
+		}
+		if ((ret = send_msg(k)) < 0)
+			return ret;
+	}
+	return send_type(k, P_END);
+}
+
+static int handle_cat(struct conn *k, struct request *r)
+{
+	uint8_t *buf;
+	uint64_t off = 0;
+	ssize_t n;
+	int ret = k->c->ops.call(k->c->ops.arg, k->uid, do_cat_open, r);
+
+	if (ret < 0)
+		return send_error(k, ret, r->e.msg);
+	buf = malloc(PROTO_DATA_MAX);
+	if (!buf) {
+		vault_file_close(r->f);
+		return send_error(k, -ENOMEM, NULL);
+	}
+	/* Decryption needs no lock: only a damaged chunk goes to the audit. */
+	while ((n = vault_file_pread(r->f, buf, PROTO_DATA_MAX - 16, off, &r->e)) > 0) {
+		proto_begin(&k->out, P_DATA);
+		proto_put(&k->out, T_DATA, buf, (size_t)n);
+		if ((ret = send_msg(k)) < 0)
+			break;
+		off += (uint64_t)n;
+	}
+	free(buf);
+	if (n < 0) {
+		k->c->ops.call(k->c->ops.arg, k->uid, do_cat_damage, r);
+		ret = send_error(k, (int)n, r->e.msg);
+	} else if (ret == 0) {
+		ret = send_type(k, P_END);
+	}
+	vault_file_close(r->f);
+	r->f = NULL;
+	return ret;
+}
+
+static int stage_fn(struct vault_session *s, void *arg);
+
+struct stage_args {
+	struct request *r;
+	struct image_sniffer *sniffer;
+	const uint8_t *data;
+	size_t len;
+};
+
+/* Staging touches only keys and blobs: run it outside the lock, with the
+ * session fetched under it. */
+static int get_session(struct vault_session *s, void *arg)
+{
+	*(struct vault_session **)arg = s;
+	return 0;
+}
+
+static int stage_fn(struct vault_session *s, void *arg)
+{
+	struct stage_args *a = arg;
+
+	return vault_stage(s, a->sniffer, a->data, a->len, &a->r->st, &a->r->e);
+}
+
+static int handle_import(struct conn *k, struct request *r)
+{
+	struct control *c = k->c;
+	struct image_sniffer *sniffer = NULL;
+	struct vault_session *s = NULL;
+	uint8_t *data = NULL;
+	size_t len = 0;
+	int ret = recv_data(k, &data, &len, c->ops.max_bytes);
+
+	if (ret == -EPROTO)
+		return ret;   /* the connection is off the rails */
+	if (ret < 0)
+		return send_error(k, ret, ret == -EFBIG ? "the image is over the store's size "
+				  "limit" : NULL);
+	if ((ret = image_sniffer_new(&sniffer, &r->e)) < 0 ||
+	    (ret = c->ops.call(c->ops.arg, k->uid, get_session, &s)) < 0)
+		goto out;
+	{
+		struct stage_args a = { r, sniffer, data, len };
+		ret = stage_fn(s, &a);
+	}
+	if (ret == -IV_EREJECT)
+		c->ops.call(c->ops.arg, k->uid, do_refused, r);
+	if (ret == 0 && (ret = c->ops.call(c->ops.arg, k->uid, do_import_commit, r)) == 0)
+		c->ops.changed(c->ops.arg, r->image_id);
+out:
+	image_sniffer_free(sniffer);
+	free(data);
+	if (ret < 0)
+		return send_error(k, ret, r->e.msg);
+	proto_begin(&k->out, P_OK);
+	proto_put_str(&k->out, T_NAME, r->name);
+	return send_msg(k);
+}
+
+static int handle_rm(struct conn *k, struct request *r)
+{
+	int ret = k->c->ops.call(k->c->ops.arg, k->uid, do_rm, r);
+
+	if (ret < 0)
+		return send_error(k, ret, r->e.msg);
+	k->c->ops.changed(k->c->ops.arg, r->image_id);
+	return send_type(k, P_OK);
+}
+
+/* One request: -EPROTO (or a failed send) ends the connection. */
+static int handle(struct conn *k, const uint8_t *buf, size_t len)
+{
+	struct request r = { .k = k };
+	struct proto_msg m;
+	int ret;
+
+	if (proto_parse(buf, len, &m) < 0)
+		return -EPROTO;
+	r.m = &m;
+	proto_get_str(&m, T_ALBUM, r.album, sizeof(r.album));
+	proto_get_str(&m, T_NAME, r.name, sizeof(r.name));
+	switch (m.type) {
+	case P_STATUS:
+		ret = handle_status(k, &r);
+		break;
+	case P_LS:
+		ret = handle_ls(k, &r);
+		break;
+	case P_CAT:
+		ret = handle_cat(k, &r);
+		break;
+	case P_IMPORT:
+		ret = handle_import(k, &r);
+		break;
+	case P_RM:
+		ret = handle_rm(k, &r);
+		break;
+	default:
+		ret = -EPROTO;   /* a reply type sent as a request: fatal */
+	}
+	free(r.v);
+	return ret;
+}
+
+static void *conn_main(void *arg)
+{
+	struct conn *k = arg;
+	struct control *c = k->c;
+	uint8_t *buf = malloc(PROTO_MAX);
+	struct pollfd p = { .fd = k->fd, .events = POLLIN };
+
+	while (buf && !c->stop && poll(&p, 1, IDLE_TIMEOUT_MS) == 1) {
+		ssize_t n = recv(k->fd, buf, PROTO_MAX, 0);
+		if (n <= 0 || handle(k, buf, (size_t)n) < 0)
+			break;
+	}
+	free(buf);
+	close(k->fd);
+	free(k);
+	pthread_mutex_lock(&c->lock);
+	c->connections--;
+	pthread_cond_broadcast(&c->idle);
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+static void *accept_main(void *arg)
+{
+	struct control *c = arg;
+	struct pollfd p = { .fd = c->fd, .events = POLLIN };
+
+	while (!c->stop) {
+		struct ucred cred;
+		socklen_t clen = sizeof(cred);
+		struct conn *k;
+		pthread_t t;
+		int fd;
+
+		if (poll(&p, 1, 200) != 1)
+			continue;
+		fd = accept4(c->fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0 ||
+		    !(k = calloc(1, sizeof(*k)))) {
+			close(fd);
+			continue;
+		}
+		k->c = c;
+		k->fd = fd;
+		k->uid = cred.uid;
+		pthread_mutex_lock(&c->lock);
+		if (c->connections >= MAX_CONNECTIONS) {
+			pthread_mutex_unlock(&c->lock);
+			send_error(k, -EBUSY, "too many connections to imgvaultd; try again");
+			close(fd);
+			free(k);
+			continue;
+		}
+		c->connections++;
+		pthread_mutex_unlock(&c->lock);
+		if (pthread_create(&t, NULL, conn_main, k) != 0) {
+			close(fd);
+			free(k);
+			pthread_mutex_lock(&c->lock);
+			c->connections--;
+			pthread_mutex_unlock(&c->lock);
+			continue;
+		}
+		pthread_detach(t);
+	}
+	return NULL;
+}
+
+int control_start(const char *path, const struct control_ops *ops, struct control **out,
+		  struct iverr *e)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct control *c;
+	int ret;
+
+	*out = NULL;
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return iverr_set(e, ENAMETOOLONG, "control socket path %s is too long", path);
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return iverr_set(e, ENOMEM, "out of memory");
+	c->ops = *ops;
+	snprintf(c->path, sizeof(c->path), "%s", path);
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->idle, NULL);
+	strcpy(sa.sun_path, path);
+	c->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (c->fd < 0) {
+		ret = iverr_set(e, errno, "cannot create the control socket: %s", strerror(errno));
+		goto out_free;
+	}
+	unlink(path);   /* left by a crash: we hold the store's lock, so it is ours */
+	if (bind(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(c->fd, 16) < 0) {
+		ret = iverr_set(e, errno, "cannot listen on %s: %s", path, strerror(errno));
+		goto out_close;
+	}
+	/* Anyone may connect: SO_PEERCRED decides what they may do. */
+	chmod(path, 0666);
+	if (pthread_create(&c->thread, NULL, accept_main, c) != 0) {
+		ret = iverr_set(e, EAGAIN, "cannot start the control thread");
+		goto out_close;
+	}
+	*out = c;
+	return 0;
+out_close:
+	close(c->fd);
+	unlink(path);
+out_free:
+	free(c);
+	return ret;
+}
+
+void control_stop(struct control *c)
+{
+	if (!c)
+		return;
+	c->stop = true;
+	pthread_join(c->thread, NULL);
+	close(c->fd);
+	unlink(c->path);
+	pthread_mutex_lock(&c->lock);
+	while (c->connections)
+		pthread_cond_wait(&c->idle, &c->lock);
+	pthread_mutex_unlock(&c->lock);
+	free(c);
+}

@@ -1,0 +1,42 @@
+/*
+ * control — imgvaultd's control socket (DESIGN §6, docs/PROTOCOL.md).
+ *
+ * Each peer is identified by SO_PEERCRED: a uid acts on its own vault only;
+ * root may ask for the status.  While the daemon runs, the command line
+ * works through this socket (status, ls, cat, import, rm), so only one
+ * process ever writes the store.
+ */
+#ifndef IMGVAULT_CONTROL_H
+#define IMGVAULT_CONTROL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "iverr.h"
+#include "vault.h"
+
+/* What the control socket needs of the daemon. */
+struct control_ops {
+	/* Runs @fn with @uid's session under the daemon's lock; -ENOENT when
+	 * @uid has no vault here. */
+	int (*call)(void *arg, uint32_t uid, int (*fn)(struct vault_session *s, void *fnarg),
+		    void *fnarg);
+	/* Tells the mount that an image changed (cache invalidation). */
+	void (*changed)(void *arg, int64_t image_id);
+	void *arg;
+	const char *store;
+	const char *mountpoint;
+	bool system;
+	uint64_t max_bytes;      /* the store's image size limit */
+};
+
+struct control;
+
+/* Listens on @path (replacing a stale socket) and serves in the
+ * background.  The caller owns *out (control_stop). */
+int control_start(const char *path, const struct control_ops *ops, struct control **out,
+		  struct iverr *e);
+/* Stops listening, waits for connections to end, removes the socket. */
+void control_stop(struct control *c);
+
+#endif
