@@ -26,8 +26,13 @@ struct control {
 	pthread_mutex_t lock;
 	pthread_cond_t idle;
 	int connections;
-	bool stop;
+	bool stop;               /* read with __atomic_load_n: threads poll it */
 };
+
+static bool stopping(struct control *c)
+{
+	return __atomic_load_n(&c->stop, __ATOMIC_ACQUIRE);
+}
 
 struct conn {
 	struct control *c;
@@ -435,7 +440,7 @@ static void *conn_main(void *arg)
 	uint8_t *buf = malloc(PROTO_MAX);
 	struct pollfd p = { .fd = k->fd, .events = POLLIN };
 
-	while (buf && !c->stop && poll(&p, 1, IDLE_TIMEOUT_MS) == 1) {
+	while (buf && !stopping(c) && poll(&p, 1, IDLE_TIMEOUT_MS) == 1) {
 		ssize_t n = recv(k->fd, buf, PROTO_MAX, 0);
 		if (n <= 0 || handle(k, buf, (size_t)n) < 0)
 			break;
@@ -455,7 +460,7 @@ static void *accept_main(void *arg)
 	struct control *c = arg;
 	struct pollfd p = { .fd = c->fd, .events = POLLIN };
 
-	while (!c->stop) {
+	while (!stopping(c)) {
 		struct ucred cred;
 		socklen_t clen = sizeof(cred);
 		struct conn *k;
@@ -546,7 +551,7 @@ void control_stop(struct control *c)
 {
 	if (!c)
 		return;
-	c->stop = true;
+	__atomic_store_n(&c->stop, true, __ATOMIC_RELEASE);
 	pthread_join(c->thread, NULL);
 	close(c->fd);
 	unlink(c->path);
