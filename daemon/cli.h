@@ -51,6 +51,9 @@ struct cli {
 	uint64_t thumbs_made, thumbs_damaged;
 };
 
+/* The control socket of a system-mode imgvaultd. */
+#define CLI_SYSTEM_CONTROL "/run/imgvault/control.sock"
+
 /* Thumbnail workers of a command: one per core is all libvips needs. */
 #define THUMB_WORKERS 2
 

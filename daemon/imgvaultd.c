@@ -149,9 +149,10 @@ static int clean_stale_mount(const struct options *o)
 	return 0;
 }
 
-/* Where the control socket goes: /run/imgvault for the system, the user's
- * runtime directory otherwise; the pid keeps two daemons apart.  The path
- * is written into the store's lock, where the command line finds it. */
+/* Where the control socket goes: a fixed name for the system daemon, the
+ * user's runtime directory otherwise (the pid keeps two daemons apart).
+ * The path is written into the store's lock, where the command line finds
+ * it. */
 static int control_path(const struct options *o, char *out, size_t cap)
 {
 	const char *rt = getenv("XDG_RUNTIME_DIR");
@@ -161,13 +162,19 @@ static int control_path(const struct options *o, char *out, size_t cap)
 		snprintf(out, cap, "%s", o->control);
 		return 0;
 	}
-	if (o->system)
-		snprintf(dir, sizeof(dir), "/run/imgvault");
-	else if (rt && *rt)
+	if (o->system) {
+		/* One system daemon: a fixed name that users can find without
+		 * reading the (root-only) store. */
+		if (mkdir("/run/imgvault", 0755) < 0 && errno != EEXIST)
+			return -errno;
+		snprintf(out, cap, "%s", CLI_SYSTEM_CONTROL);
+		return 0;
+	}
+	if (rt && *rt)
 		snprintf(dir, sizeof(dir), "%s/imgvault", rt);
 	else
 		snprintf(dir, sizeof(dir), "/tmp/imgvault-%u", (unsigned)getuid());
-	if (mkdir(dir, o->system ? 0755 : 0700) < 0 && errno != EEXIST)
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
 		return -errno;
 	snprintf(out, cap, "%s/imgvaultd-%ld.sock", dir, (long)getpid());
 	return 0;
