@@ -13,6 +13,7 @@
 #include <getopt.h>
 #include <grp.h>
 #include <limits.h>
+#include <pthread.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -65,7 +66,8 @@ static const char usage_text[] =
 	"      --log-json               log lines as JSON\n"
 	"  -h, --help, -V, --version\n"
 	"\n"
-	"SIGTERM or SIGINT unmount cleanly after in-flight commits.  A stale mount left\n"
+	"SIGTERM or SIGINT unmount cleanly after in-flight commits; SIGHUP reloads the\n"
+	"store's settings (imgvault config).  A stale mount left\n"
 	"by a crash (\"Transport endpoint is not connected\") is cleaned up first.\n";
 
 /* Log lines: a priority prefix journald understands, or JSON. */
@@ -191,6 +193,30 @@ static void ctl_changed(void *arg, int64_t image_id)
 	tree_changed(arg, image_id);
 }
 
+struct reloader {
+	const struct options *o;
+	struct tree *t;
+	sigset_t set;
+};
+
+/* SIGHUP is blocked in every thread; this one waits for it and reloads. */
+static void *reload_main(void *arg)
+{
+	struct reloader *r = arg;
+	int sig;
+
+	while (sigwait(&r->set, &sig) == 0) {
+		struct iverr e = { 0 };
+		if (sig != SIGHUP)
+			continue;
+		if (tree_reload(r->t, &e) < 0)
+			logf_(r->o, 3, "SIGHUP: settings not reloaded: %s", e.msg);
+		else
+			logf_(r->o, 6, "SIGHUP: settings reloaded");
+	}
+	return NULL;
+}
+
 /* Unlocks the vaults the tree serves. */
 static int unlock_all(const struct options *o, struct vault *v, struct tree *t,
 		      struct iverr *e)
@@ -258,6 +284,8 @@ int main(int argc, char **argv)
 	struct tree_config cfg = { .readers_gid = (gid_t)-1, .timeout = 1.0 };
 	struct rlimit no_core = { 0, 0 };
 	char mount_opts[512], sock[256], purpose[320];
+	struct reloader reload;
+	pthread_t reload_thread;
 	struct control *ctl = NULL;
 	int opt, ret = 1;
 
@@ -345,6 +373,11 @@ int main(int argc, char **argv)
 		ret = 1;
 		goto out;
 	}
+	/* Before any thread starts, so that all of them inherit the mask. */
+	sigemptyset(&reload.set);
+	sigaddset(&reload.set, SIGHUP);
+	reload.o = &o;
+	reload.t = t;
 	if (fuse_set_signal_handlers(se) != 0 || fuse_session_mount(se, o.mountpoint) != 0) {
 		logf_(&o, 3, "cannot mount on %s: is it an empty directory you own, and "
 		      "is /dev/fuse there?", o.mountpoint);
@@ -352,6 +385,9 @@ int main(int argc, char **argv)
 		goto out_session;
 	}
 	fuse_daemonize(o.foreground);
+	pthread_sigmask(SIG_BLOCK, &reload.set, NULL);
+	if (pthread_create(&reload_thread, NULL, reload_main, &reload) == 0)
+		pthread_detach(reload_thread);
 	tree_set_fuse(t, se);
 	if ((ret = tree_start(t, &e)) < 0) {
 		logf_(&o, 3, "cannot start: %s", e.msg);

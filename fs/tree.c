@@ -67,6 +67,8 @@ struct handle {
 	uint8_t *buf;                /* writers: the pending version */
 	size_t len, cap;
 	bool dirty;
+	int64_t mtime;               /* writers: set while pending (tree lock) */
+	bool mtime_set;
 };
 
 struct dirent_buf {
@@ -953,6 +955,8 @@ static int commit(struct tree *t, struct handle *h)
 		ret = vault_commit_staged_to(h->u->s, h->image_id, &st, NULL, &e);
 	else if (ret == -IV_EREJECT)
 		vault_note_refused(h->u->s, "content refused");
+	if (ret == 0 && h->mtime_set)   /* cp -p sets it before close() */
+		vault_image_set_mtime(h->u->s, h->image_id, h->mtime, NULL);
 	if (ret == 0) {
 		notice_image(t, h->image_id);
 		readers_stale(t, h->image_id);
@@ -1071,10 +1075,18 @@ static void tree_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int 
 	    (((to_set & FUSE_SET_ATTR_UID) && attr->st_uid != st.st_uid) ||
 	     ((to_set & FUSE_SET_ATTR_GID) && attr->st_gid != st.st_gid)))
 		ret = -EPERM;
-	if (ret == 0 && (to_set & FUSE_SET_ATTR_MTIME))
-		ret = vault_image_set_mtime(u->s, INO_VAL(ino) >> 2,
-					    (to_set & FUSE_SET_ATTR_MTIME_NOW) ? (int64_t)time(NULL)
-					    : (int64_t)attr->st_mtime, NULL);
+	if (ret == 0 && (to_set & FUSE_SET_ATTR_MTIME)) {
+		int64_t mtime = (to_set & FUSE_SET_ATTR_MTIME_NOW) ? (int64_t)time(NULL)
+				: (int64_t)attr->st_mtime;
+		ret = vault_image_set_mtime(u->s, INO_VAL(ino) >> 2, mtime, NULL);
+		/* A pending version keeps it: its commit must not undo it. */
+		for (struct handle *w = t->handles; ret == 0 && w; w = w->next) {
+			if (w->writer && w->image_id == INO_VAL(ino) >> 2) {
+				w->mtime = mtime;
+				w->mtime_set = true;
+			}
+		}
+	}
 	pthread_mutex_unlock(&t->lock);
 	/* chmod is accepted and changes nothing: modes follow the vault's rules. */
 	if (ret == 0 && (to_set & FUSE_SET_ATTR_SIZE)) {
@@ -1614,4 +1626,14 @@ void tree_changed(struct tree *t, int64_t image_id)
 	notice_image(t, image_id);
 	pthread_cond_broadcast(&t->changed);   /* and a thumbnail to make */
 	pthread_mutex_unlock(&t->lock);
+}
+
+int tree_reload(struct tree *t, struct iverr *e)
+{
+	int ret;
+
+	pthread_mutex_lock(&t->lock);
+	ret = vault_config_reload(t->v, e);
+	pthread_mutex_unlock(&t->lock);
+	return ret;
 }

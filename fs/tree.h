@@ -60,6 +60,8 @@ void tree_free(struct tree *t);
  * -ENOENT when @uid has no vault in this mount. */
 int tree_call(struct tree *t, uint32_t uid, int (*fn)(struct vault_session *s, void *arg),
 	      void *arg);
+/* Reads the store's settings again (SIGHUP). */
+int tree_reload(struct tree *t, struct iverr *e);
 /* An image changed outside the mount: invalidate the kernel's caches. */
 void tree_changed(struct tree *t, int64_t image_id);
 

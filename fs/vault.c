@@ -388,6 +388,16 @@ const struct image_limits *vault_limits(const struct vault *v)
 	return &v->limits;
 }
 
+int vault_config_reload(struct vault *v, struct iverr *e)
+{
+	struct image_limits old = v->limits;
+	int ret = config_load(v, e);
+
+	if (ret < 0)
+		v->limits = old;   /* a bad setting leaves the running ones */
+	return ret;
+}
+
 /* ---- users ---- */
 
 struct key_slot_binding vault_binding(const struct vault *v, uint32_t uid)

@@ -80,6 +80,8 @@ int vault_config_set(struct vault *v, const char *key, const char *value, struct
 typedef int (*vault_config_fn)(const char *key, const char *value, void *arg);
 int vault_config_list(struct vault *v, vault_config_fn fn, void *arg);
 const struct image_limits *vault_limits(const struct vault *v);
+/* Reads the settings again (a daemon's SIGHUP). */
+int vault_config_reload(struct vault *v, struct iverr *e);
 
 /* ---- users ------------------------------------------------------------ */
 
