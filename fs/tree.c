@@ -6,7 +6,6 @@
 #include <pthread.h>
 #include <pwd.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +19,7 @@
 
 /* ---- inode numbers: kind in the top byte, a catalog id below ---------- */
 
-enum kind { K_ROOT, K_USER, K_ALBUM, K_VIEW, K_FILE };
+enum kind { K_ROOT, K_USER, K_ALBUM, K_VIEW, K_FILE, K_VERSION };
 enum view { V_ORIGINAL, V_THUMB, V_PRISTINE, V_COUNT };
 
 static const char *const view_names[V_COUNT] = { "original", "thumb", "pristine" };
@@ -30,10 +29,11 @@ static const char *const view_names[V_COUNT] = { "original", "thumb", "pristine"
 #define INO_VAL(ino)   ((int64_t)((ino) & ((1ULL << 56) - 1)))
 #define VIEW_INO(album, view) INO(K_VIEW, ((uint64_t)(album) << 2) | (view))
 #define FILE_INO(image, view) INO(K_FILE, ((uint64_t)(image) << 2) | (view))
+#define VERSION_INO(version)  INO(K_VERSION, ((uint64_t)(version) << 2) | V_ORIGINAL)
+#define IS_FILE(ino)          (INO_KIND(ino) == K_FILE || INO_KIND(ino) == K_VERSION)
 
 #define THUMB_WAIT_SECONDS 60
 #define EXPIRY_EVERY_SECONDS 5
-#define CACHE_SLOTS 1024            /* what the kernel's page cache holds, per inode */
 
 #ifndef RENAME_NOREPLACE
 #define RENAME_NOREPLACE (1 << 0)   /* <linux/fs.h>, not in every libc header */
@@ -58,14 +58,14 @@ struct handle {
 	struct handle *prev, *next;  /* tree->handles, under tree->lock */
 	pthread_mutex_t lock;
 	struct user_ctx *u;
+	fuse_ino_t ino;
 	int64_t image_id;
 	enum view view;
 	struct vault_file *f;        /* readers */
-	int64_t version;             /* readers: the version they read */
-	atomic_bool stale;           /* readers: a newer version was committed */
 	bool writer;
 	uint8_t *buf;                /* writers: the pending version */
 	size_t len, cap;
+	bool loaded;                 /* writers: buf holds a whole content */
 	bool dirty;
 	int64_t mtime;               /* writers: set while pending (tree lock) */
 	bool mtime_set;
@@ -90,10 +90,6 @@ struct tree {
 	pthread_t worker;
 	bool worker_running, stop;
 	pthread_key_t sniffer_key;   /* one libmagic handle per FUSE thread */
-	struct {
-		fuse_ino_t ino;
-		int64_t version;
-	} cached[CACHE_SLOTS];       /* the version the kernel may cache, by inode */
 };
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -152,36 +148,45 @@ static void notice_image(struct tree *t, int64_t image_id)
 }
 
 /*
- * Whether a reader of @version may keep the kernel's page cache of @ino:
- * only when the cache was last filled from that same version.  Any other
- * open drops it, so no reader starts on bytes of an older version (after
- * an overwrite, a rename over the image).  Lock held.
+ * A file's inode number.  original/ of an image with content is numbered
+ * by its current version: a version never changes, so what the kernel
+ * caches of it is never stale, and an overwrite or a rename over the image
+ * gives the name another inode, while readers still on the old one keep
+ * their bytes.  Nothing a writer does to its inode (truncation, size)
+ * reaches the inode of the version after its own.  The other files are
+ * numbered by their image.
  */
-static bool cache_current(struct tree *t, fuse_ino_t ino, int64_t version)
+static fuse_ino_t file_ino(const struct vault_image *im, enum view view)
 {
-	size_t i = (size_t)(ino % CACHE_SLOTS);
-	bool same = t->cached[i].ino == ino && t->cached[i].version == version;
-
-	t->cached[i].ino = ino;
-	t->cached[i].version = version;
-	return same;
+	if (view == V_ORIGINAL && im->current_version)
+		return VERSION_INO(im->current_version);
+	return FILE_INO(im->id, view);
 }
 
-static void cache_forget(struct tree *t, fuse_ino_t ino)
-{
-	size_t i = (size_t)(ino % CACHE_SLOTS);
-
-	if (t->cached[i].ino == ino)
-		t->cached[i].ino = 0;
-}
-
-/* Image @image_id has a new version: readers still open on the old one
- * now put old bytes in the page cache (tree_read drops them).  Lock held. */
-static void readers_stale(struct tree *t, int64_t image_id)
+/* An open file on inode @ino, if any.  Lock held. */
+static struct handle *handle_on(struct tree *t, fuse_ino_t ino)
 {
 	for (struct handle *h = t->handles; h; h = h->next)
-		if (!h->writer && h->view == V_ORIGINAL && h->image_id == image_id)
-			atomic_store(&h->stale, true);
+		if (h->ino == ino)
+			return h;
+	return NULL;
+}
+
+/*
+ * The image a file node shows, or 0.  A version's inode outlives the
+ * version while files are open on it; they know their image.  Lock held.
+ */
+static int64_t file_image(struct tree *t, fuse_ino_t ino)
+{
+	struct catalog_version ver;
+	struct handle *h;
+
+	if (INO_KIND(ino) == K_FILE)
+		return INO_VAL(ino) >> 2;
+	if (catalog_version_get(vault_catalog(t->v), INO_VAL(ino) >> 2, &ver, NULL) == 0)
+		return ver.image_id;
+	h = handle_on(t, ino);
+	return h ? h->image_id : 0;
 }
 
 /* A file's generation: image ids are reused after a delete, and the kernel
@@ -276,8 +281,9 @@ static struct user_ctx *owner_of(struct tree *t, fuse_ino_t ino, int64_t *album,
 		*view = (int)(val & 3);
 		break;
 	case K_FILE:
+	case K_VERSION:
 		*view = (int)(val & 3);
-		if (vault_image_owner(t->v, val >> 2, &uid, &a, NULL) < 0)
+		if (vault_image_owner(t->v, file_image(t, ino), &uid, &a, NULL) < 0)
 			return NULL;
 		*album = a;
 		return user_by_uid(t, uid);
@@ -312,7 +318,7 @@ static void file_attr(struct tree *t, struct user_ctx *u, const struct vault_ima
 	bool web = web_readable(t, u, view);
 
 	memset(st, 0, sizeof(*st));
-	st->st_ino = FILE_INO(im->id, view);
+	st->st_ino = file_ino(im, view);
 	st->st_nlink = 1;
 	st->st_uid = u->uid;
 	st->st_gid = web ? t->cfg.readers_gid : u->gid;
@@ -1615,7 +1621,9 @@ int tree_call(struct tree *t, uint32_t uid, int (*fn)(struct vault_session *s, v
 
 	pthread_mutex_lock(&t->lock);
 	u = user_by_uid(t, uid);
+	vault_set_actor(t->v, uid);   /* the audit names the peer, not the daemon */
 	ret = u ? fn(u->s, arg) : -ENOENT;
+	vault_set_actor(t->v, (int64_t)getuid());
 	pthread_mutex_unlock(&t->lock);
 	return ret;
 }

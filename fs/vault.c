@@ -243,6 +243,11 @@ void vault_close(struct vault *v)
 	free(v);
 }
 
+void vault_set_actor(struct vault *v, int64_t uid)
+{
+	v->actor = uid;
+}
+
 bool vault_is_system(const struct vault *v)
 {
 	return v->system;
@@ -351,6 +356,8 @@ int vault_config_set(struct vault *v, const char *key, const char *value, struct
 		return iverr_set(e, EINVAL, "unknown setting '%s': the settings are "
 				 "image.max-bytes, image.max-pixels, image.max-frames, "
 				 "image.types and thumb.size", key);
+	if (strlen(value) > 64)
+		return iverr_set(e, EINVAL, "%s: the value is too long", key);
 	if ((ret = config_apply(&l, key, value, e)) < 0)
 		return ret;
 	snprintf(name, sizeof(name), "config.%s", key);

@@ -62,6 +62,9 @@ int vault_open(const char *dir, const char *purpose, struct vault **out, struct 
 void vault_close(struct vault *v);
 
 bool vault_is_system(const struct vault *v);
+/* Who the audit trail names as acting (default: the calling process's
+ * uid; a daemon sets its peer's). */
+void vault_set_actor(struct vault *v, int64_t uid);
 const char *vault_path(const struct vault *v);
 struct catalog *vault_catalog(struct vault *v);
 
@@ -385,7 +388,8 @@ int vault_fsck(struct vault *v, struct vault_session *const *sessions, size_t n_
  * resealed is removed and *dropped_passphrase set), the recovery slot is
  * resealed with @recovery — a code from keys_recovery_code_new that the
  * caller has already shown the user, so that no rotation ever commits with
- * a code nobody saw — all metadata is re-encrypted, and the old key is
+ * a code nobody saw — all metadata (names, tags, comments, attributes) is
+ * re-encrypted, and the old key is
  * kept sealed under the new one.  When a rotation of this user was already
  * under way it changes nothing and sets *resuming (@recovery may be NULL
  * then: vault_user_info says whether one is under way).

@@ -300,6 +300,13 @@ static int fsck_names(struct fsck *f, struct vault_session *s)
 		if (sodium_memcmp(idx, im->name_idx, sizeof(idx)) != 0)
 			fsck_problem(f, s->uid, pid, "uid %u: image %s: its lookup index does "
 				     "not match its name", s->uid, name);
+		for (int k = 0; k < 2; k++) {
+			static const char *const xattr[2] = { "user.xdg.tags", "user.xdg.comment" };
+			size_t vlen;
+			if (vault_xattr_get(s, im->id, xattr[k], NULL, 0, &vlen, NULL) == -IV_EDAMAGE)
+				fsck_problem(f, s->uid, pid, "uid %u: image %s: its %s fail "
+					     "authentication", s->uid, name, xattr[k] + 9);
+		}
 	}
 out:
 	free(albums.v);
@@ -318,12 +325,17 @@ static int fsck_dangling(struct fsck *f, struct vault_session *s, uint32_t uid)
 	for (size_t i = 0; ret == 0 && i < images.n; i++) {
 		struct catalog_image *im = &images.v[i], ci;
 		hex_encode(im->pid, 16, pid);
-		if ((im->current_version &&
-		     catalog_version_get(f->v->cat, im->current_version, &ver, NULL) < 0) ||
-		    (im->pristine_version &&
-		     catalog_version_get(f->v->cat, im->pristine_version, &ver, NULL) < 0))
-			fsck_problem(f, uid, pid, "uid %u: image %s: a version it points at is "
-				     "missing from the catalog", uid, pid);
+		int64_t vids[2] = { im->current_version, im->pristine_version };
+		for (int k = 0; k < 2; k++) {
+			if (!vids[k])
+				continue;
+			if (catalog_version_get(f->v->cat, vids[k], &ver, NULL) < 0)
+				fsck_problem(f, uid, pid, "uid %u: image %s: a version it points at "
+					     "is missing from the catalog", uid, pid);
+			else if (ver.image_id != im->id)
+				fsck_problem(f, uid, pid, "uid %u: image %s: it points at another "
+					     "image's version (the catalog was edited)", uid, pid);
+		}
 		if (im->damaged) {
 			fsck_locate(s, f->v, im->id, "", uid, where, sizeof(where), pid, &ci);
 			fsck_problem(f, uid, pid, "%s: marked damaged (it failed a decode or an "
@@ -435,6 +447,28 @@ out:
 
 /* ---- key rotation ---- */
 
+/* Reseals an image's tags or comment under @nk, if it has one. */
+static int reseal_text(struct vault_session *s, const struct user_keys *nk,
+		       const struct catalog_image *im, enum catalog_text which, const char *tag,
+		       struct iverr *e)
+{
+	uint8_t sealed[4096 + KEYS_SEAL_OVERHEAD], plain[4096], ad[32];
+	size_t len, adlen;
+	int ret = catalog_image_text_get(s->v->cat, im->id, which, sealed, sizeof(sealed), &len, e);
+
+	if (ret == -ENODATA)
+		return 0;
+	if (ret < 0)
+		return ret;
+	vault_seal_ad(tag, im->pid, 16, ad, &adlen);
+	if (len < KEYS_SEAL_OVERHEAD || keys_open(s->keys->meta, ad, adlen, sealed, len, plain) < 0)
+		return iverr_set(e, IV_EDAMAGE, "image %" PRId64 "'s %s fail authentication; run "
+				 "imgvault fsck first", im->id, tag);
+	keys_seal(nk->meta, ad, adlen, plain, len - KEYS_SEAL_OVERHEAD, sealed);
+	sodium_memzero(plain, sizeof(plain));
+	return catalog_image_text_set(s->v->cat, im->id, which, sealed, len, e);
+}
+
 /* Reseals every name and attribute record of the user under @nk. */
 static int rotate_metadata(struct vault_session *s, const struct user_keys *nk,
 			   struct iverr *e)
@@ -473,7 +507,9 @@ static int rotate_metadata(struct vault_session *s, const struct user_keys *nk,
 		}
 		keys_name_index(nk, im->album_id, name, len, im->name_idx);
 		vault_seal_name(nk, "name", im->pid, name, len, im->name_enc, &im->name_enc_len);
-		if ((ret = catalog_image_update(v->cat, im, e)) < 0)
+		if ((ret = catalog_image_update(v->cat, im, e)) < 0 ||
+		    (ret = reseal_text(s, nk, im, CATALOG_TAGS, "tags", e)) < 0 ||
+		    (ret = reseal_text(s, nk, im, CATALOG_COMMENT, "comment", e)) < 0)
 			goto out;
 	}
 	for (size_t i = 0; i < versions.n; i++) {
