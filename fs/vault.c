@@ -982,7 +982,8 @@ int vault_image_describe(struct vault_session *s, const struct catalog_image *ci
 	}
 	const struct user_keys *k = (s->prev && ver.key_epoch != s->key_epoch) ? s->prev : s->keys;
 	/* Attributes are resealed with the rotation, names too: try both keys. */
-	if (vault_open_attrs(s->keys, &ver, &at) < 0 && vault_open_attrs(k, &ver, &at) < 0) {
+	if (vault_open_attrs(s->keys, &ver, ci->pid, &at) < 0 &&
+	    vault_open_attrs(k, &ver, ci->pid, &at) < 0) {
 		out->damaged = true;
 		return 0;
 	}
@@ -1227,7 +1228,7 @@ static int commit_version(struct vault_session *s, struct catalog_image *ci,
 	ver.key_epoch = st->key_epoch;
 	ver.created = vault_now();
 	ver.image_id = ci->id;
-	vault_seal_attrs(s->keys, &ver.blob, &st->attrs, &ver);
+	vault_seal_attrs(s->keys, &ver.blob, ci->pid, &st->attrs, &ver);
 	if ((ret = catalog_version_add(v->cat, &ver, e)) < 0 ||
 	    (ret = drop_thumb(v, ci->current_version, d, e)) < 0)
 		return ret;
@@ -1425,10 +1426,10 @@ static int replace_image(struct vault_session *s, struct catalog_image *src,
 		/* Its attributes are bound to the image: reseal them for @dst. */
 		if ((ret = catalog_version_get(v->cat, src->current_version, &ver, e)) < 0)
 			return ret;
-		if (vault_open_attrs(s->keys, &ver, &at) < 0)
+		if (vault_open_attrs(s->keys, &ver, src->pid, &at) < 0)
 			return iverr_set(e, IV_EDAMAGE, "its recorded attributes fail authentication");
 		ver.image_id = dst->id;
-		vault_seal_attrs(s->keys, &ver.blob, &at, &ver);
+		vault_seal_attrs(s->keys, &ver.blob, dst->pid, &at, &ver);
 		if ((ret = catalog_version_update(v->cat, &ver, e)) < 0)
 			return ret;
 		if (!dst->pristine_version)
@@ -1632,8 +1633,8 @@ int vault_file_open(struct vault_session *s, int64_t image_id, enum vault_varian
 		goto out_free;
 	if (f->ver.image_id != ci.id)
 		ret = iverr_set(e, IV_EDAMAGE, "the catalog points it at another image's content");
-	else if (vault_open_attrs(s->keys, &f->ver, &f->attrs) < 0 &&
-	    (!s->prev || vault_open_attrs(s->prev, &f->ver, &f->attrs) < 0))
+	else if (vault_open_attrs(s->keys, &f->ver, ci.pid, &f->attrs) < 0 &&
+	    (!s->prev || vault_open_attrs(s->prev, &f->ver, ci.pid, &f->attrs) < 0))
 		ret = iverr_set(e, IV_EDAMAGE, "its recorded attributes fail authentication");
 	else
 		ret = vault_open_version_blob(s, &f->ver, &f->r, e);

@@ -51,18 +51,19 @@ void vault_seal_name(const struct user_keys *k, const char *tag, const uint8_t p
 int vault_open_name(const struct user_keys *k, const char *tag, const uint8_t pid[16],
 		    const uint8_t *enc, size_t enclen, char out[CATALOG_NAME_MAX + 1],
 		    size_t *len);
-/* A sealed attributes record (type, size, SHA-256) bound to a blob and the
- * row that owns it; -IV_EDAMAGE when it does not open. */
+/* A sealed attributes record (type, size, SHA-256) of a thumbnail, bound to
+ * its blob and its version's row id; -IV_EDAMAGE when it does not open. */
 void vault_seal_record(const struct user_keys *k, const char *tag, const struct blob_id *blob,
 		       int64_t owner, const struct version_attrs *a, uint8_t *out, size_t *outlen);
 int vault_open_record(const struct user_keys *k, const char *tag, const struct blob_id *blob,
 		      int64_t owner, const uint8_t *enc, size_t enclen, struct version_attrs *a);
-/* A version's attributes, bound to its blob and image (v->blob, v->image_id
- * must be set). */
+/* A version's attributes, bound to its blob and to its image's public id
+ * @pid (v->blob must be set). */
 void vault_seal_attrs(const struct user_keys *k, const struct blob_id *blob,
-		      const struct version_attrs *a, struct catalog_version *v);
+		      const uint8_t pid[CATALOG_PID_LEN], const struct version_attrs *a,
+		      struct catalog_version *v);
 int vault_open_attrs(const struct user_keys *k, const struct catalog_version *v,
-		     struct version_attrs *a);
+		     const uint8_t pid[CATALOG_PID_LEN], struct version_attrs *a);
 
 struct key_slot_binding vault_binding(const struct vault *v, uint32_t uid);
 int vault_seal_slot(struct vault *v, uint32_t uid, const struct user_keys *k,

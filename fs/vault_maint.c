@@ -133,11 +133,21 @@ struct fsck_item {
 	struct catalog_version ver;   /* blob, size, key epoch (and image id) */
 	int64_t image_id;
 	const char *tag;              /* "attrs" or "thumb" */
-	int64_t owner;                /* the record's owner row */
+	uint8_t pid[CATALOG_PID_LEN]; /* "attrs": the image's public id */
+	int64_t owner;                /* "thumb": the version's row id */
 	const uint8_t *attrs_enc;
 	size_t attrs_len;
 	const char *variant;          /* "", " (pristine)", " (thumbnail)" */
 };
+
+static int open_item_record(const struct user_keys *k, const struct fsck_item *it,
+			    struct version_attrs *at)
+{
+	if (!strcmp(it->tag, "thumb"))
+		return vault_open_record(k, "thumb", &it->ver.blob, it->owner, it->attrs_enc,
+					 it->attrs_len, at);
+	return vault_open_attrs(k, &it->ver, it->pid, at);
+}
 
 /* Decrypts every chunk and compares the SHA-256 with the sealed record. */
 static int fsck_verify_content(struct fsck *f, struct vault_session *s,
@@ -151,10 +161,8 @@ static int fsck_verify_content(struct fsck *f, struct vault_session *s,
 	ssize_t n = 0;
 	int ret;
 
-	if (vault_open_record(s->keys, it->tag, &it->ver.blob, it->owner, it->attrs_enc,
-			      it->attrs_len, &at) < 0 &&
-	    (!s->prev || vault_open_record(s->prev, it->tag, &it->ver.blob, it->owner,
-					   it->attrs_enc, it->attrs_len, &at) < 0))
+	if (open_item_record(s->keys, it, &at) < 0 &&
+	    (!s->prev || open_item_record(s->prev, it, &at) < 0))
 		return iverr_set(err, IV_EDAMAGE, "its recorded attributes fail authentication");
 	if ((ret = vault_open_version_blob(s, &it->ver, &r, err)) < 0)
 		return ret;
@@ -225,9 +233,11 @@ static int fsck_version(struct fsck *f, struct vault_session *s, uint32_t uid,
 				.owner = ver->image_id, .attrs_enc = ver->attrs_enc,
 				.attrs_len = ver->attrs_enc_len, .variant = "" };
 
-	if (catalog_image_get(f->v->cat, ver->image_id, &ci, NULL) == 0 &&
-	    ci.current_version != ver->id)
-		it.variant = " (pristine)";
+	if (catalog_image_get(f->v->cat, ver->image_id, &ci, NULL) == 0) {
+		memcpy(it.pid, ci.pid, sizeof(it.pid));
+		if (ci.current_version != ver->id)
+			it.variant = " (pristine)";
+	}
 	return fsck_item(f, s, uid, &it, e);
 }
 
@@ -514,12 +524,16 @@ static int rotate_metadata(struct vault_session *s, const struct user_keys *nk,
 	}
 	for (size_t i = 0; i < versions.n; i++) {
 		struct catalog_version *ver = &versions.v[i];
-		if (vault_open_attrs(s->keys, ver, &at) < 0) {
+		const struct catalog_image *im = NULL;
+		for (size_t k = 0; !im && k < images.n; k++)
+			if (images.v[k].id == ver->image_id)
+				im = &images.v[k];
+		if (!im || vault_open_attrs(s->keys, ver, im->pid, &at) < 0) {
 			ret = iverr_set(e, IV_EDAMAGE, "version %" PRId64 "'s attributes fail "
 					"authentication; run imgvault fsck first", ver->id);
 			goto out;
 		}
-		vault_seal_attrs(nk, &ver->blob, &at, ver);
+		vault_seal_attrs(nk, &ver->blob, im->pid, &at, ver);
 		if ((ret = catalog_version_update(v->cat, ver, e)) < 0)
 			goto out;
 	}
@@ -617,13 +631,15 @@ static int rotate_reencrypt(struct vault_session *s, struct catalog_version *ver
 	struct blob_reader *r = NULL;
 	struct blob_writer *w = NULL;
 	struct version_attrs at;
+	struct catalog_image ci;
 	struct blob_id old = ver->blob, fresh;
 	uint8_t *buf = NULL;
 	uint64_t off = 0;
 	ssize_t n;
 	int ret;
 
-	if (vault_open_attrs(s->keys, ver, &at) < 0)
+	if (catalog_image_get(v->cat, ver->image_id, &ci, e) < 0 ||
+	    vault_open_attrs(s->keys, ver, ci.pid, &at) < 0)
 		return iverr_set(e, IV_EDAMAGE, "version %" PRId64 "'s attributes fail "
 				 "authentication", ver->id);
 	if ((ret = vault_open_version_blob(s, ver, &r, e)) < 0)
@@ -649,7 +665,7 @@ static int rotate_reencrypt(struct vault_session *s, struct catalog_version *ver
 		goto out;
 	ver->blob = fresh;
 	ver->key_epoch = s->key_epoch;
-	vault_seal_attrs(s->keys, &fresh, &at, ver);
+	vault_seal_attrs(s->keys, &fresh, ci.pid, &at, ver);
 	if ((ret = catalog_version_update(v->cat, ver, e)) < 0) {
 		v->bs->ops->remove(v->bs, &fresh, NULL);
 		goto out;

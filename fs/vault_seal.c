@@ -50,19 +50,21 @@ int vault_open_name(const struct user_keys *k, const char *tag, const uint8_t pi
 	return 0;
 }
 
-/* Attributes belong to one blob and one owner row: TAG || blob id || LE64
- * owner id ("attrs" and the image for versions, "thumb" and the version for
- * thumbnails), so neither can be repointed in the catalog unnoticed. */
-static void record_ad(const char *tag, const struct blob_id *blob, int64_t owner,
-		      uint8_t ad[48], size_t *adlen)
+/* A record belongs to one blob and one owner: TAG || blob id || owner, the
+ * owner being the image's public id for a version ("attrs") and the
+ * version's row id (LE64) for a thumbnail ("thumb"), so that neither the
+ * blob nor the record can be repointed in the catalog unnoticed. */
+static void record_ad(const char *tag, const struct blob_id *blob, const uint8_t *owner,
+		      size_t owner_len, uint8_t ad[48], size_t *adlen)
 {
 	vault_seal_ad(tag, blob->b, BLOB_ID_LEN, ad, adlen);
-	put_le64(ad + *adlen, (uint64_t)owner);
-	*adlen += 8;
+	memcpy(ad + *adlen, owner, owner_len);
+	*adlen += owner_len;
 }
 
-void vault_seal_record(const struct user_keys *k, const char *tag, const struct blob_id *blob,
-		       int64_t owner, const struct version_attrs *a, uint8_t *out, size_t *outlen)
+static void seal_record(const struct user_keys *k, const char *tag, const struct blob_id *blob,
+			const uint8_t *owner, size_t owner_len, const struct version_attrs *a,
+			uint8_t *out, size_t *outlen)
 {
 	uint8_t plain[ATTRS_PLAIN_MAX], ad[48];
 	size_t n = 0, mlen = strnlen(a->mime, VAULT_MIME_MAX - 1), adlen;
@@ -76,13 +78,14 @@ void vault_seal_record(const struct user_keys *k, const char *tag, const struct 
 	n += 8;
 	memcpy(plain + n, a->sha256, 32);
 	n += 32;
-	record_ad(tag, blob, owner, ad, &adlen);
+	record_ad(tag, blob, owner, owner_len, ad, &adlen);
 	keys_seal(k->meta, ad, adlen, plain, n, out);
 	*outlen = n + KEYS_SEAL_OVERHEAD;
 }
 
-int vault_open_record(const struct user_keys *k, const char *tag, const struct blob_id *blob,
-		      int64_t owner, const uint8_t *enc, size_t enclen, struct version_attrs *a)
+static int open_record(const struct user_keys *k, const char *tag, const struct blob_id *blob,
+		       const uint8_t *owner, size_t owner_len, const uint8_t *enc, size_t enclen,
+		       struct version_attrs *a)
 {
 	uint8_t plain[CATALOG_ATTRS_ENC_MAX], ad[48];
 	size_t n, mlen, adlen;
@@ -91,7 +94,7 @@ int vault_open_record(const struct user_keys *k, const char *tag, const struct b
 	if (enclen < KEYS_SEAL_OVERHEAD + 2 || enclen > CATALOG_ATTRS_ENC_MAX)
 		return -IV_EDAMAGE;
 	n = enclen - KEYS_SEAL_OVERHEAD;
-	record_ad(tag, blob, owner, ad, &adlen);
+	record_ad(tag, blob, owner, owner_len, ad, &adlen);
 	if (keys_open(k->meta, ad, adlen, enc, enclen, plain) < 0)
 		return -IV_EDAMAGE;
 	mlen = plain[1];
@@ -105,15 +108,34 @@ int vault_open_record(const struct user_keys *k, const char *tag, const struct b
 	return 0;
 }
 
-void vault_seal_attrs(const struct user_keys *k, const struct blob_id *blob,
-		      const struct version_attrs *a, struct catalog_version *v)
+void vault_seal_record(const struct user_keys *k, const char *tag, const struct blob_id *blob,
+		       int64_t owner, const struct version_attrs *a, uint8_t *out, size_t *outlen)
 {
-	vault_seal_record(k, "attrs", blob, v->image_id, a, v->attrs_enc, &v->attrs_enc_len);
+	uint8_t id[8];
+
+	put_le64(id, (uint64_t)owner);
+	seal_record(k, tag, blob, id, sizeof(id), a, out, outlen);
+}
+
+int vault_open_record(const struct user_keys *k, const char *tag, const struct blob_id *blob,
+		      int64_t owner, const uint8_t *enc, size_t enclen, struct version_attrs *a)
+{
+	uint8_t id[8];
+
+	put_le64(id, (uint64_t)owner);
+	return open_record(k, tag, blob, id, sizeof(id), enc, enclen, a);
+}
+
+void vault_seal_attrs(const struct user_keys *k, const struct blob_id *blob,
+		      const uint8_t pid[CATALOG_PID_LEN], const struct version_attrs *a,
+		      struct catalog_version *v)
+{
+	seal_record(k, "attrs", blob, pid, CATALOG_PID_LEN, a, v->attrs_enc, &v->attrs_enc_len);
 }
 
 int vault_open_attrs(const struct user_keys *k, const struct catalog_version *v,
-		     struct version_attrs *a)
+		     const uint8_t pid[CATALOG_PID_LEN], struct version_attrs *a)
 {
-	return vault_open_record(k, "attrs", &v->blob, v->image_id, v->attrs_enc,
-				 v->attrs_enc_len, a);
+	return open_record(k, "attrs", &v->blob, pid, CATALOG_PID_LEN, v->attrs_enc,
+			   v->attrs_enc_len, a);
 }

@@ -31,8 +31,8 @@ int vault_thumb_job(struct vault_session *s, int64_t version_id, struct vault_th
 		return ret;
 	job->version_id = version_id;
 	job->image_id = ci.id;
-	if (vault_open_attrs(s->keys, &job->ver, &at) < 0 &&
-	    (!s->prev || vault_open_attrs(s->prev, &job->ver, &at) < 0))
+	if (vault_open_attrs(s->keys, &job->ver, ci.pid, &at) < 0 &&
+	    (!s->prev || vault_open_attrs(s->prev, &job->ver, ci.pid, &at) < 0))
 		return iverr_set(e, IV_EDAMAGE, "its recorded attributes fail authentication");
 	job->type = image_type_of(at.mime);
 	job->size = s->v->limits.thumb_size;
