@@ -316,6 +316,13 @@ int image_thumbnail(const void *buf, size_t len, enum image_type type, uint32_t 
 				 vips_reason(reason, sizeof(reason)));
 	}
 	g_object_unref(lazy);
+	/* libnsgif decodes a frame cut short as a partial one, without an
+	 * error: a GIF that does not end with its trailer byte is truncated. */
+	if (type == IMAGE_GIF && (len == 0 || ((const uint8_t *)buf)[len - 1] != 0x3b)) {
+		g_object_unref(thumb);
+		return iverr_set(e, IV_EDAMAGE, "the image cannot be decoded: the GIF is "
+				 "truncated (it has no trailer)");
+	}
 	if (type == IMAGE_GIF || type == IMAGE_WEBP) {
 		/* The thumbnail decoded the first frame: decode the others too. */
 		all = vips_image_new_from_buffer(buf, len, "n=-1,fail_on=truncated", "access",
