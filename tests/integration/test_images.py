@@ -110,8 +110,11 @@ FILE_LEVEL_GROUPS = {"ExifTool", "File", "JFIF", "PNG", "RIFF", "GIF", "Composit
 
 
 def leaks(meta):
-    return sorted(k for k in meta
-                  if k.split(":")[0] in LEAK_GROUPS or LEAK_TAG.search(k.split(":")[-1]))
+    # The colour profile is kept on purpose (DESIGN §7): its own header
+    # fields (creator, description of the profile) describe the profile,
+    # not the camera or the place.
+    return sorted(k for k in meta if not k.startswith("ICC_Profile:") and
+                  (k.split(":")[0] in LEAK_GROUPS or LEAK_TAG.search(k.split(":")[-1])))
 
 
 def not_file_level(meta):
