@@ -13,23 +13,6 @@
 #include "progress.h"
 #include "prompt.h"
 
-struct uid_list {
-	uint32_t *v;
-	size_t n;
-};
-
-static int collect_uid(const struct vault_user_info *u, void *arg)
-{
-	struct uid_list *l = arg;
-	uint32_t *p = realloc(l->v, (l->n + 1) * sizeof(*p));
-
-	if (!p)
-		return -ENOMEM;
-	l->v = p;
-	l->v[l->n++] = u->uid;
-	return 0;
-}
-
 struct fsck_out {
 	struct cli *c;
 	struct progress bar;
@@ -64,7 +47,8 @@ static void fsck_progress(void *arg, uint64_t items, uint64_t total, uint64_t b,
 static int fsck_sessions(struct cli *c, struct vault *v, struct vault_session ***out,
 			 size_t *n, struct iverr *e)
 {
-	struct uid_list uids = { 0 };
+	uint32_t *uids = NULL;
+	size_t nuids = 0;
 	struct server_key *sk = NULL;
 	struct vault_session **ss = NULL;
 	int ret;
@@ -92,23 +76,23 @@ static int fsck_sessions(struct cli *c, struct vault *v, struct vault_session **
 		return 0;
 	}
 	if ((ret = vault_check_server_key(v, sk, e)) < 0 ||
-	    (ret = vault_user_list(v, collect_uid, &uids, e)) < 0)
+	    (ret = vault_user_uids(v, &uids, &nuids, e)) < 0)
 		goto out;
-	if (!(ss = calloc(uids.n ? uids.n : 1, sizeof(*ss)))) {
+	if (!(ss = calloc(nuids ? nuids : 1, sizeof(*ss)))) {
 		ret = iverr_set(e, ENOMEM, "out of memory");
 		goto out;
 	}
-	for (size_t i = 0; i < uids.n; i++) {
+	for (size_t i = 0; i < nuids; i++) {
 		struct iverr err = { 0 };
-		if (vault_unlock(v, uids.v[i], KEY_SLOT_SERVER, sk->k, KEYS_KEY_LEN, &ss[*n], &err) == 0)
+		if (vault_unlock(v, uids[i], KEY_SLOT_SERVER, sk->k, KEYS_KEY_LEN, &ss[*n], &err) == 0)
 			(*n)++;
 		else
 			fprintf(stderr, "%s: fsck: uid %u: %s; checking its structure only\n",
-				c->prog, uids.v[i], err.msg);
+				c->prog, uids[i], err.msg);
 	}
 	*out = ss;
 out:
-	free(uids.v);
+	free(uids);
 	keys_server_free(sk);
 	return ret;
 }
