@@ -66,8 +66,8 @@ static const char usage_text[] =
 	"      --log-json               log lines as JSON\n"
 	"  -h, --help, -V, --version\n"
 	"\n"
-	"SIGTERM or SIGINT unmount cleanly after in-flight commits; SIGHUP reloads the\n"
-	"store's settings (imgvault config).  A stale mount left\n"
+	"SIGTERM or SIGINT unmount cleanly after in-flight commits; SIGHUP re-reads the\n"
+	"store's settings.  A stale mount left\n"
 	"by a crash (\"Transport endpoint is not connected\") is cleaned up first.\n";
 
 /* Log lines: a priority prefix journald understands, or JSON. */

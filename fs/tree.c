@@ -34,12 +34,16 @@ static const char *const view_names[V_COUNT] = { "original", "thumb", "pristine"
 
 #define THUMB_WAIT_SECONDS 60
 #define EXPIRY_EVERY_SECONDS 5
+#define RETIRED_SLOTS 256          /* versions replaced lately: see retire() */
+#define EXPECTED_SLOTS 64          /* writers on their way: see tree_open() */
+#define EXPECTED_SECONDS 2
 
 #ifndef RENAME_NOREPLACE
 #define RENAME_NOREPLACE (1 << 0)   /* <linux/fs.h>, not in every libc header */
 #endif
 
 struct user_ctx {
+	struct tree *t;
 	uint32_t uid;
 	gid_t gid;                   /* primary group */
 	char name[64];
@@ -90,6 +94,16 @@ struct tree {
 	pthread_t worker;
 	bool worker_running, stop;
 	pthread_key_t sniffer_key;   /* one libmagic handle per FUSE thread */
+	struct {
+		int64_t version, image;
+		uint64_t size;
+	} retired[RETIRED_SLOTS];
+	size_t nretired;
+	struct {
+		int64_t image;
+		time_t until;
+	} expected[EXPECTED_SLOTS];
+	size_t nexpected;
 };
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -163,6 +177,74 @@ static fuse_ino_t file_ino(const struct vault_image *im, enum view view)
 	return FILE_INO(im->id, view);
 }
 
+/* Whether image @image_id has a writer, or one on its way.  Lock held. */
+static bool being_written(struct tree *t, int64_t image_id)
+{
+	time_t now = time(NULL);
+
+	for (struct handle *h = t->handles; h; h = h->next)
+		if (h->writer && h->image_id == image_id)
+			return true;
+	for (size_t i = 0; i < EXPECTED_SLOTS; i++)
+		if (t->expected[i].image == image_id && t->expected[i].until >= now)
+			return true;
+	return false;
+}
+
+/*
+ * Notes that a writer of @image_id is on its way back through a lookup;
+ * false if one was already expected (it did not come back that way: let it
+ * write on the version's inode after all).  Lock held.
+ */
+static bool expect_writer(struct tree *t, int64_t image_id)
+{
+	time_t now = time(NULL);
+
+	for (size_t i = 0; i < EXPECTED_SLOTS; i++)
+		if (t->expected[i].image == image_id && t->expected[i].until >= now)
+			return false;
+	t->expected[t->nexpected % EXPECTED_SLOTS].image = image_id;
+	t->expected[t->nexpected++ % EXPECTED_SLOTS].until = now + EXPECTED_SECONDS;
+	return true;
+}
+
+static void writer_arrived(struct tree *t, int64_t image_id)
+{
+	for (size_t i = 0; i < EXPECTED_SLOTS; i++)
+		if (t->expected[i].image == image_id)
+			t->expected[i].image = 0;
+}
+
+/*
+ * The inode a name shows.  While an image is being written, its original/
+ * is the image's own inode, not its version's: the kernel grows the size
+ * of the inode a writer writes to, and readers of the version must not see
+ * that (they would read zeros past its end).  Lock held.
+ */
+static fuse_ino_t name_ino(struct tree *t, const struct vault_image *im, enum view view)
+{
+	if (view == V_ORIGINAL && im->current_version && being_written(t, im->id))
+		return FILE_INO(im->id, V_ORIGINAL);
+	return file_ino(im, view);
+}
+
+/*
+ * Version @version of image @image_id was replaced (its row may be gone).
+ * The kernel may have checked a name against it just before, and its open
+ * or stat is on the way: they still find the image.  Lock held.
+ */
+static void retire(struct tree *t, int64_t version, int64_t image_id, uint64_t size)
+{
+	size_t i = t->nretired % RETIRED_SLOTS;
+
+	if (!version)
+		return;
+	t->nretired++;
+	t->retired[i].version = version;
+	t->retired[i].image = image_id;
+	t->retired[i].size = size;
+}
+
 /* An open file on inode @ino, if any.  Lock held. */
 static struct handle *handle_on(struct tree *t, fuse_ino_t ino)
 {
@@ -185,8 +267,34 @@ static int64_t file_image(struct tree *t, fuse_ino_t ino)
 		return INO_VAL(ino) >> 2;
 	if (catalog_version_get(vault_catalog(t->v), INO_VAL(ino) >> 2, &ver, NULL) == 0)
 		return ver.image_id;
-	h = handle_on(t, ino);
-	return h ? h->image_id : 0;
+	if ((h = handle_on(t, ino)))
+		return h->image_id;
+	for (size_t i = 0; i < RETIRED_SLOTS; i++)
+		if (t->retired[i].version == INO_VAL(ino) >> 2)
+			return t->retired[i].image;
+	return 0;
+}
+
+/*
+ * The size of a version's inode: that version's, whoever asks.  The kernel
+ * keeps one size per inode for every file open on it, and a reader still
+ * on a replaced version must not be cut to the new one's.  -1: unknown.
+ * Lock held.
+ */
+static off_t version_size(struct tree *t, fuse_ino_t ino)
+{
+	struct catalog_version ver;
+
+	if (catalog_version_get(vault_catalog(t->v), INO_VAL(ino) >> 2, &ver, NULL) == 0)
+		return (off_t)ver.size;
+	for (size_t i = 0; i < RETIRED_SLOTS; i++)
+		if (t->retired[i].version == INO_VAL(ino) >> 2)
+			return (off_t)t->retired[i].size;
+	for (struct handle *h = t->handles; h; h = h->next)
+		if (h->ino == ino && h->f && !h->writer &&
+		    file_ino(vault_file_image(h->f), V_ORIGINAL) == ino)
+			return (off_t)vault_file_size(h->f);
+	return -1;
 }
 
 /* A file's generation: image ids are reused after a delete, and the kernel
@@ -318,7 +426,7 @@ static void file_attr(struct tree *t, struct user_ctx *u, const struct vault_ima
 	bool web = web_readable(t, u, view);
 
 	memset(st, 0, sizeof(*st));
-	st->st_ino = file_ino(im, view);
+	st->st_ino = name_ino(t, im, view);
 	st->st_nlink = 1;
 	st->st_uid = u->uid;
 	st->st_gid = web ? t->cfg.readers_gid : u->gid;
@@ -348,12 +456,18 @@ static bool visible(const struct vault_image *im, enum view view)
 	       (view == V_PRISTINE && im->pristine_version);
 }
 
-/* Fills @st for any node; the caller holds the lock. */
-static int node_attr(struct tree *t, fuse_req_t req, fuse_ino_t ino, struct stat *st)
+/*
+ * Fills @st for any node; @h is the open file the request came through, if
+ * any.  A file replaced since it was opened keeps the attributes of what
+ * its readers read.  The caller holds the lock.
+ */
+static int node_attr(struct tree *t, fuse_req_t req, fuse_ino_t ino, struct handle *h,
+		     struct stat *st)
 {
 	struct vault_image im;
 	struct user_ctx *u;
 	int64_t album;
+	off_t size;
 	int view, ret;
 
 	if (INO_KIND(ino) == K_ROOT && t->cfg.system) {
@@ -363,19 +477,46 @@ static int node_attr(struct tree *t, fuse_req_t req, fuse_ino_t ino, struct stat
 	u = owner_of(t, ino, &album, &view);
 	if (!u)
 		return -ENOENT;
-	if ((ret = allowed(t, req, u, view, false)) < 0 && INO_KIND(ino) != K_FILE &&
+	if ((ret = allowed(t, req, u, view, false)) < 0 && !IS_FILE(ino) &&
 	    INO_KIND(ino) != K_VIEW)
 		ret = 0;   /* a directory's own attributes are not content */
 	if (ret < 0)
 		return ret;
-	if (INO_KIND(ino) != K_FILE) {
+	if (!IS_FILE(ino)) {
 		dir_attr(t, u, ino, view, st);
 		return 0;
 	}
-	if (vault_image_get(u->s, INO_VAL(ino) >> 2, &im, NULL) < 0 || !visible(&im, view))
+	if (!h)
+		h = handle_on(t, ino);
+	if (vault_image_get(u->s, file_image(t, ino), &im, NULL) < 0)
+		return -ENOENT;
+	if (!visible(&im, view) && !h)
 		return -ENOENT;
 	file_attr(t, u, &im, view, st);
+	st->st_ino = ino;
+	if (INO_KIND(ino) == K_VERSION && (size = version_size(t, ino)) >= 0)
+		st->st_size = size;
+	else if (INO_KIND(ino) == K_FILE && h && h->f)
+		st->st_size = (off_t)vault_file_size(h->f);   /* a thumbnail made since */
+	st->st_blocks = (st->st_size + 511) / 512;
 	return 0;
+}
+
+/*
+ * A writer sees the size of its pending bytes on the image's own inode
+ * (name_ino).  On a version's inode (a writer that came another way) the
+ * kernel keeps the committed size: a writer's size would cut the reads of
+ * that version's readers short.
+ */
+static void pending_size(struct handle *h, struct stat *st)
+{
+	if (!h->writer || (INO_KIND(h->ino) != K_FILE && st->st_size != 0))
+		return;
+	pthread_mutex_lock(&h->lock);
+	if (h->loaded)
+		st->st_size = (off_t)h->len;
+	pthread_mutex_unlock(&h->lock);
+	st->st_blocks = (st->st_size + 511) / 512;
 }
 
 static void reply_entry(struct tree *t, fuse_req_t req, const struct stat *st,
@@ -468,13 +609,10 @@ static void tree_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
 	int ret;
 
 	pthread_mutex_lock(&t->lock);
-	ret = node_attr(t, req, ino, &st);
+	ret = node_attr(t, req, ino, h, &st);
 	pthread_mutex_unlock(&t->lock);
-	if (ret == 0 && h && h->writer) {
-		pthread_mutex_lock(&h->lock);
-		st.st_size = (off_t)h->len;    /* the writer sees its pending bytes */
-		pthread_mutex_unlock(&h->lock);
-	}
+	if (ret == 0 && h)
+		pending_size(h, &st);
 	if (ret < 0)
 		fuse_reply_err(req, -ret);
 	else
@@ -523,7 +661,8 @@ static int list_image(const struct vault_image *im, void *arg)
 
 	if (!visible(im, x->view))
 		return 0;
-	return dirbuf_add(x->req, x->b, im->name, FILE_INO(im->id, x->view), S_IFREG);
+	return dirbuf_add(x->req, x->b, im->name, name_ino(tree_of(x->req), im, x->view),
+			  S_IFREG);
 }
 
 static void tree_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -684,8 +823,8 @@ static void tree_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 /* ---- files: reading --------------------------------------------------- */
 
-static struct handle *handle_new(struct tree *t, struct user_ctx *u, int64_t image_id,
-				 enum view view)
+static struct handle *handle_new(struct tree *t, struct user_ctx *u, fuse_ino_t ino,
+				 int64_t image_id, enum view view)
 {
 	struct handle *h = calloc(1, sizeof(*h));
 
@@ -693,6 +832,7 @@ static struct handle *handle_new(struct tree *t, struct user_ctx *u, int64_t ima
 		return NULL;
 	pthread_mutex_init(&h->lock, NULL);
 	h->u = u;
+	h->ino = ino;
 	h->image_id = image_id;
 	h->view = view;
 	h->next = t->handles;
@@ -734,23 +874,34 @@ static int buf_reserve(struct handle *h, size_t need, uint64_t max)
 	return 0;
 }
 
-/* Loads the current content into a writer's buffer (write without O_TRUNC). */
+/*
+ * Loads the current content into a writer's buffer, on its first read or
+ * write: most writers truncate first, and then nothing need be decrypted.
+ * The handle's lock is held.
+ */
 static int handle_load(struct tree *t, struct handle *h)
 {
 	struct vault_file *f = NULL;
 	uint64_t size;
 	ssize_t n;
-	int ret = vault_file_open(h->u->s, h->image_id, VAULT_ORIGINAL, &f, NULL);
+	int ret;
 
+	if (h->loaded)
+		return 0;
+	pthread_mutex_lock(&t->lock);
+	ret = vault_file_open(h->u->s, h->image_id, VAULT_ORIGINAL, &f, NULL);
+	pthread_mutex_unlock(&t->lock);
 	if (ret < 0)
-		return ret;
+		return ret == -EBADMSG ? -EIO : ret;
 	size = vault_file_size(f);
 	if ((ret = buf_reserve(h, size ? size : 1, vault_limits(t->v)->max_bytes + 1)) == 0) {
 		n = vault_file_pread(f, h->buf, size, 0, NULL);
-		if (n < 0)
-			ret = (int)n;
-		else
+		if (n < 0) {
+			ret = n == -EBADMSG ? -EIO : (int)n;
+		} else {
 			h->len = (size_t)n;
+			h->loaded = true;
+		}
 	}
 	vault_file_close(f);
 	return ret;
@@ -785,16 +936,17 @@ static void tree_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct tree *t = tree_of(req);
 	struct user_ctx *u;
 	struct handle *h = NULL;
-	int64_t album, image_id = INO_VAL(ino) >> 2;
-	bool write = (fi->flags & O_ACCMODE) != O_RDONLY, keep = false;
+	int64_t album, image_id;
+	bool write = (fi->flags & O_ACCMODE) != O_RDONLY, stale = false;
 	int view, ret;
 
-	if (INO_KIND(ino) != K_FILE) {
+	if (!IS_FILE(ino)) {
 		fuse_reply_err(req, EISDIR);
 		return;
 	}
 	pthread_mutex_lock(&t->lock);
 	u = owner_of(t, ino, &album, &view);
+	image_id = file_image(t, ino);
 	if (!u) {
 		ret = -ENOENT;
 		goto out;
@@ -805,28 +957,31 @@ static void tree_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	if ((ret = allowed(t, req, u, view, write)) < 0)
 		goto out;
+	/* A writer is not to share the inode of the version readers read
+	 * (name_ino): ESTALE makes the kernel look the name up again, and
+	 * it now finds the image's own inode. */
+	if (write && INO_KIND(ino) == K_VERSION && expect_writer(t, image_id)) {
+		ret = -ESTALE;
+		goto out;
+	}
 	if (view == V_THUMB && (ret = wait_thumb(t, u, image_id)) < 0)
 		goto out;
-	h = handle_new(t, u, image_id, view);
+	h = handle_new(t, u, ino, image_id, view);
 	if (!h) {
 		ret = -ENOMEM;
 		goto out;
 	}
 	if (write) {
 		h->writer = true;
-		if (fi->flags & O_TRUNC)
-			h->dirty = true;   /* a new, empty pending version */
-		else
-			ret = handle_load(t, h);
+		writer_arrived(t, image_id);
+		/* O_TRUNC comes as a truncation (tree_init): load lazily. */
+		h->loaded = h->dirty = (fi->flags & O_TRUNC) != 0;
 	} else {
 		ret = vault_file_open(u->s, image_id, view == V_PRISTINE ? VAULT_PRISTINE
 				      : view == V_THUMB ? VAULT_THUMB : VAULT_ORIGINAL, &h->f, NULL);
-		if (ret == 0) {
-			const struct vault_image *im = vault_file_image(h->f);
-			h->version = view == V_PRISTINE ? im->pristine_version
-				     : im->current_version;
-			keep = cache_current(t, ino, h->version);
-		}
+		/* Not the version's inode: replaced since the lookup, or a
+		 * writer's (name_ino).  Its page cache is not this version's. */
+		stale = ret == 0 && file_ino(vault_file_image(h->f), view) != ino;
 	}
 out:
 	if (ret < 0 && h)
@@ -837,11 +992,15 @@ out:
 		return;
 	}
 	fi->fh = (uintptr_t)h;
-	fi->keep_cache = keep;
-	/* A writer's bytes are pending (and may be refused): they never enter
-	 * the page cache readers share.  A thumbnail's size may have been 0
-	 * at lookup. */
-	fi->direct_io = write || view == V_THUMB;
+	/*
+	 * An inode's page cache holds one version's bytes (file_ino), so it is
+	 * kept, but an open that reached another inode reads the current
+	 * version past the cache.  A writer's bytes are pending and may be
+	 * refused: they never enter the cache readers share.  A thumbnail's
+	 * size may have been 0 at lookup.
+	 */
+	fi->keep_cache = !stale;
+	fi->direct_io = write || stale || view == V_THUMB;
 	fuse_reply_open(req, fi);
 }
 
@@ -853,12 +1012,18 @@ static void tree_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct iverr e = { 0 };
 	char *buf;
 	ssize_t n;
+	int ret;
 
+	(void)ino;
 	pthread_mutex_lock(&h->lock);
 	if (h->writer) {
-		size_t start = (size_t)off < h->len ? (size_t)off : h->len;
-		size_t len = h->len - start < size ? h->len - start : size;
-		fuse_reply_buf(req, (const char *)h->buf + start, len);
+		if ((ret = handle_load(t, h)) < 0) {
+			fuse_reply_err(req, -ret);
+		} else {
+			size_t start = (size_t)off < h->len ? (size_t)off : h->len;
+			size_t len = h->len - start < size ? h->len - start : size;
+			fuse_reply_buf(req, (const char *)h->buf + start, len);
+		}
 		pthread_mutex_unlock(&h->lock);
 		return;
 	}
@@ -871,14 +1036,6 @@ static void tree_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	/* Decryption runs outside the tree lock: reads of files run in parallel. */
 	n = vault_file_pread(h->f, buf, size, (uint64_t)off, &e);
 	pthread_mutex_unlock(&h->lock);
-	if (n > 0 && atomic_load(&h->stale)) {
-		/* Bytes of a version no longer current: they must not stay in
-		 * the kernel's cache for the next reader. */
-		pthread_mutex_lock(&t->lock);
-		cache_forget(t, ino);
-		notice(t, ino, 0, NULL);
-		pthread_mutex_unlock(&t->lock);
-	}
 	if (n == -EBADMSG) {
 		tree_log(t, 3, "read failed: %s", e.msg);
 		pthread_mutex_lock(&t->lock);
@@ -908,7 +1065,8 @@ static void tree_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t 
 		return;
 	}
 	pthread_mutex_lock(&h->lock);
-	ret = buf_reserve(h, (size_t)off + size, vault_limits(t->v)->max_bytes);
+	if ((ret = handle_load(t, h)) == 0)
+		ret = buf_reserve(h, (size_t)off + size, vault_limits(t->v)->max_bytes);
 	if (ret == 0) {
 		if ((size_t)off > h->len)
 			memset(h->buf + h->len, 0, (size_t)off - h->len);
@@ -932,6 +1090,7 @@ static int commit(struct tree *t, struct handle *h)
 {
 	struct image_sniffer *sn;
 	struct vault_staged st;
+	struct vault_image old;
 	struct iverr e = { 0 };
 	int ret;
 
@@ -957,15 +1116,16 @@ static int commit(struct tree *t, struct handle *h)
 		return -ENOMEM;
 	ret = vault_stage(h->u->s, sn, h->buf, h->len, &st, &e);
 	pthread_mutex_lock(&t->lock);
-	if (ret == 0)
-		ret = vault_commit_staged_to(h->u->s, h->image_id, &st, NULL, &e);
+	if (ret == 0 && (ret = vault_image_get(h->u->s, h->image_id, &old, &e)) < 0)
+		vault_discard_staged(h->u->s, &st);
+	if (ret == 0 && (ret = vault_commit_staged_to(h->u->s, h->image_id, &st, NULL, &e)) == 0)
+		retire(t, old.current_version, h->image_id, old.size);
 	else if (ret == -IV_EREJECT)
 		vault_note_refused(h->u->s, "content refused");
 	if (ret == 0 && h->mtime_set)   /* cp -p sets it before close() */
 		vault_image_set_mtime(h->u->s, h->image_id, h->mtime, NULL);
 	if (ret == 0) {
 		notice_image(t, h->image_id);
-		readers_stale(t, h->image_id);
 		pthread_cond_broadcast(&t->changed);   /* a thumbnail to make */
 	}
 	pthread_mutex_unlock(&t->lock);
@@ -1033,10 +1193,11 @@ static void tree_create(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 		ret = -EACCES;   /* images are created in original/ only */
 	else if ((ret = allowed(t, req, u, V_ORIGINAL, true)) == 0 &&
 		 (ret = vault_image_create(u->s, album, name, strlen(name), &im, NULL)) == 0 &&
-		 !(h = handle_new(t, u, im.id, V_ORIGINAL)))
+		 !(h = handle_new(t, u, FILE_INO(im.id, V_ORIGINAL), im.id, V_ORIGINAL)))
 		ret = -ENOMEM;
 	if (ret == 0) {
 		h->writer = true;
+		h->loaded = true;   /* empty */
 		memset(&e, 0, sizeof(e));
 		file_attr(t, u, &im, V_ORIGINAL, &e.attr);
 		e.ino = e.attr.st_ino;
@@ -1054,6 +1215,30 @@ static void tree_create(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 	fuse_reply_create(req, &e, fi);
 }
 
+/*
+ * open(O_TRUNC) reaches setattr without its file (the kernel drops it when
+ * O_TRUNC is not atomic: tree_init).  It is for the writers opened on @ino
+ * that have done nothing yet; one that is busy is not one.  Lock held.
+ */
+static bool truncate_opened(struct tree *t, fuse_ino_t ino)
+{
+	bool any = false;
+
+	for (struct handle *w = t->handles; w; w = w->next) {
+		if (!w->writer || w->ino != ino)
+			continue;
+		any = true;   /* another's truncation may have cut this one already */
+		if (pthread_mutex_trylock(&w->lock) != 0)
+			continue;
+		if (!w->loaded && !w->dirty) {
+			w->len = 0;
+			w->loaded = w->dirty = true;
+		}
+		pthread_mutex_unlock(&w->lock);
+	}
+	return any;
+}
+
 static void tree_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 			 struct fuse_file_info *fi)
 {
@@ -1061,15 +1246,16 @@ static void tree_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int 
 	struct handle *h = fi ? (struct handle *)(uintptr_t)fi->fh : NULL;
 	struct user_ctx *u;
 	struct stat st;
-	int64_t album;
+	int64_t album, image_id;
 	int view, ret = 0;
 
 	pthread_mutex_lock(&t->lock);
 	u = owner_of(t, ino, &album, &view);
+	image_id = IS_FILE(ino) ? file_image(t, ino) : 0;
 	if (!u)
 		ret = INO_KIND(ino) == K_ROOT ? -EPERM : -ENOENT;   /* the system root */
 	else if ((to_set & (FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_MTIME)) &&
-		 (INO_KIND(ino) != K_FILE || view != V_ORIGINAL))
+		 (!IS_FILE(ino) || view != V_ORIGINAL))
 		ret = allowed(t, req, u, view, true) ?: -EACCES;
 	else if (to_set & (FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MODE |
 			   FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))
@@ -1077,45 +1263,51 @@ static void tree_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int 
 	/* Ownership is the vault's: a chown that would change it is refused,
 	 * one that changes nothing (tar and cp -p as root do that) is not. */
 	if (ret == 0 && (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) &&
-	    (ret = node_attr(t, req, ino, &st)) == 0 &&
+	    (ret = node_attr(t, req, ino, h, &st)) == 0 &&
 	    (((to_set & FUSE_SET_ATTR_UID) && attr->st_uid != st.st_uid) ||
 	     ((to_set & FUSE_SET_ATTR_GID) && attr->st_gid != st.st_gid)))
 		ret = -EPERM;
 	if (ret == 0 && (to_set & FUSE_SET_ATTR_MTIME)) {
 		int64_t mtime = (to_set & FUSE_SET_ATTR_MTIME_NOW) ? (int64_t)time(NULL)
 				: (int64_t)attr->st_mtime;
-		ret = vault_image_set_mtime(u->s, INO_VAL(ino) >> 2, mtime, NULL);
+		ret = vault_image_set_mtime(u->s, image_id, mtime, NULL);
 		/* A pending version keeps it: its commit must not undo it. */
 		for (struct handle *w = t->handles; ret == 0 && w; w = w->next) {
-			if (w->writer && w->image_id == INO_VAL(ino) >> 2) {
+			if (w->writer && w->image_id == image_id) {
 				w->mtime = mtime;
 				w->mtime_set = true;
 			}
 		}
 	}
+	if (ret == 0 && (to_set & FUSE_SET_ATTR_SIZE) && !h)
+		ret = attr->st_size == 0 && truncate_opened(t, ino) ? 0
+		      : attr->st_size == 0 ? -EINVAL : -EACCES;   /* open it to edit */
 	pthread_mutex_unlock(&t->lock);
 	/* chmod is accepted and changes nothing: modes follow the vault's rules. */
-	if (ret == 0 && (to_set & FUSE_SET_ATTR_SIZE)) {
-		if (!h || !h->writer) {
-			ret = attr->st_size == 0 ? -EINVAL : -EACCES;   /* open it to edit */
-		} else {
-			pthread_mutex_lock(&h->lock);
+	if (ret == 0 && (to_set & FUSE_SET_ATTR_SIZE) && h) {
+		pthread_mutex_lock(&h->lock);
+		if (!h->writer)
+			ret = -EBADF;
+		else if (attr->st_size == 0)
+			h->loaded = true;   /* nothing to load */
+		else
+			ret = handle_load(t, h);
+		if (ret == 0)
 			ret = buf_reserve(h, (size_t)attr->st_size, vault_limits(t->v)->max_bytes);
-			if (ret == 0) {
-				if ((size_t)attr->st_size > h->len)
-					memset(h->buf + h->len, 0, (size_t)attr->st_size - h->len);
-				h->len = (size_t)attr->st_size;
-				h->dirty = true;
-			}
-			pthread_mutex_unlock(&h->lock);
+		if (ret == 0) {
+			if ((size_t)attr->st_size > h->len)
+				memset(h->buf + h->len, 0, (size_t)attr->st_size - h->len);
+			h->len = (size_t)attr->st_size;
+			h->dirty = true;
 		}
+		pthread_mutex_unlock(&h->lock);
 	}
 	if (ret == 0) {
 		pthread_mutex_lock(&t->lock);
-		ret = node_attr(t, req, ino, &st);
+		ret = node_attr(t, req, ino, h, &st);
 		pthread_mutex_unlock(&t->lock);
-		if (ret == 0 && h && h->writer)
-			st.st_size = (off_t)h->len;
+		if (ret == 0 && h)
+			pending_size(h, &st);
 	}
 	if (ret < 0)
 		fuse_reply_err(req, -ret);
@@ -1207,7 +1399,11 @@ static void tree_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		ret = -EEXIST;
 		goto out;
 	}
+	if (vault_image_find(u->s, nalbum, newname, strlen(newname), &other, NULL) < 0)
+		other.current_version = 0;
 	ret = vault_image_rename(u->s, im.id, nalbum, newname, strlen(newname), &result, NULL);
+	if (ret == 0 && result != im.id)
+		retire(t, other.current_version, result, other.size);
 	/* A rename moves content, it does not modify it: the moved file's
 	 * mtime goes with it (rsync sets it on its temporary, then renames). */
 	if (ret == 0)
@@ -1219,8 +1415,6 @@ static void tree_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		}
 		notice_image(t, result);
 		notice_image(t, im.id);
-		if (result != im.id)
-			readers_stale(t, result);
 		pthread_cond_broadcast(&t->changed);
 	}
 out:
@@ -1268,7 +1462,7 @@ static int xattr_target(struct tree *t, fuse_req_t req, fuse_ino_t ino, bool wri
 	int64_t album;
 	int view;
 
-	if (INO_KIND(ino) != K_FILE)
+	if (!IS_FILE(ino))
 		return write ? -ENOTSUP : -ENODATA;
 	*u = owner_of(t, ino, &album, &view);
 	if (!*u)
@@ -1293,7 +1487,7 @@ static void tree_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size
 	pthread_mutex_lock(&t->lock);
 	ret = xattr_target(t, req, ino, false, &u);
 	if (ret == 0)
-		ret = vault_xattr_get(u->s, INO_VAL(ino) >> 2, name, buf, size, &len, NULL);
+		ret = vault_xattr_get(u->s, file_image(t, ino), name, buf, size, &len, NULL);
 	pthread_mutex_unlock(&t->lock);
 	if (ret < 0)
 		fuse_reply_err(req, ret == -EBADMSG ? EIO : -ret);
@@ -1317,9 +1511,9 @@ static void tree_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		return;
 	}
 	pthread_mutex_lock(&t->lock);
-	ret = INO_KIND(ino) == K_FILE ? xattr_target(t, req, ino, false, &u) : 1;
+	ret = IS_FILE(ino) ? xattr_target(t, req, ino, false, &u) : 1;
 	if (ret == 0)
-		ret = vault_xattr_list(u->s, INO_VAL(ino) >> 2, buf, size, &len, NULL);
+		ret = vault_xattr_list(u->s, file_image(t, ino), buf, size, &len, NULL);
 	pthread_mutex_unlock(&t->lock);
 	if (ret < 0)
 		fuse_reply_err(req, ret == -EBADMSG ? EIO : -ret);
@@ -1341,7 +1535,7 @@ static void change_xattr(fuse_req_t req, fuse_ino_t ino, const char *name, const
 	pthread_mutex_lock(&t->lock);
 	ret = xattr_target(t, req, ino, true, &u);
 	if (ret == 0)
-		ret = vault_xattr_set(u->s, INO_VAL(ino) >> 2, name, value, size, &e);
+		ret = vault_xattr_set(u->s, file_image(t, ino), name, value, size, &e);
 	pthread_mutex_unlock(&t->lock);
 	if (ret < 0 && e.msg[0])
 		tree_log(t, 6, "uid %u: %s", u->uid, e.msg);
@@ -1392,6 +1586,15 @@ static void tree_statfs(fuse_req_t req, fuse_ino_t ino)
 
 /* ---- the background worker: thumbnails and cache notices -------------- */
 
+/* The worker's full decode failed: the image is marked damaged. */
+static void log_damaged(void *arg, int64_t image_id, const char *why)
+{
+	struct user_ctx *u = arg;
+
+	tree_log(u->t, 4, "uid %u: image %" PRId64 " does not decode, marked damaged: %s",
+		 u->uid, image_id, why);
+}
+
 static void *worker_main(void *arg)
 {
 	struct tree *t = arg;
@@ -1424,7 +1627,8 @@ static void *worker_main(void *arg)
 			if (!t->users[i].thumbs)
 				continue;
 			iverr_clear(&e);
-			ret = thumbnailer_run(t->users[i].thumbs, false, 0, NULL, NULL, NULL, &r, &e);
+			ret = thumbnailer_run(t->users[i].thumbs, false, 0, NULL, log_damaged,
+					      &t->users[i], &r, &e);
 			/* -ENOENT: the image was deleted or renamed over while its
 			 * thumbnail was made; the job is dropped or redone for the
 			 * version's new image on the next round. */
@@ -1502,6 +1706,7 @@ int tree_add_session(struct tree *t, struct vault_session *s, struct iverr *e)
 	t->users = p;
 	u = &t->users[t->nusers];
 	memset(u, 0, sizeof(*u));
+	u->t = t;
 	u->uid = vault_session_uid(s);
 	u->s = s;
 	pw = getpwuid(u->uid);
@@ -1580,6 +1785,10 @@ static void tree_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want &= ~FUSE_CAP_SPLICE_READ;
 	conn->max_write = 1 << 20;
 	conn->max_readahead = 1 << 20;
+	/* An atomic O_TRUNC would make the kernel empty the inode at open,
+	 * under readers of the committed version; as a separate truncation
+	 * it comes here and only the writer's pending bytes are cut. */
+	conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
 }
 
 const struct fuse_lowlevel_ops tree_ops = {

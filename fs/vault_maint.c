@@ -314,8 +314,8 @@ static int fsck_names(struct fsck *f, struct vault_session *s)
 			static const char *const xattr[2] = { "user.xdg.tags", "user.xdg.comment" };
 			size_t vlen;
 			if (vault_xattr_get(s, im->id, xattr[k], NULL, 0, &vlen, NULL) == -IV_EDAMAGE)
-				fsck_problem(f, s->uid, pid, "uid %u: image %s: its %s fail "
-					     "authentication", s->uid, name, xattr[k] + 9);
+				fsck_problem(f, s->uid, pid, "uid %u: image %s: its %s attribute "
+					     "fails authentication", s->uid, name, xattr[k]);
 		}
 	}
 out:
