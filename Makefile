@@ -113,7 +113,7 @@ check: deps
 	@$(MAKE) --no-print-directory unit integration
 
 unit: $(UNIT_BIN)
-	prove -v $(UNIT_BIN)
+	prove $(UNIT_BIN)
 
 integration: $(PROGS)
 	IMGVAULT_BUILD=$(abspath $(BUILD)) $(PYTEST) -q -p no:cacheprovider tests/integration $(PYTEST_ARGS)
