@@ -96,7 +96,8 @@ $(BUILD)/fuzz/fuzz_proto: tests/fuzz/fuzz_proto.c daemon/proto.c fs/bytes.c daem
 	@mkdir -p $(dir $@)
 	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -Idaemon -o $@ $(filter %.c,$^)
 
-$(BUILD)/fuzz/fuzz_admit: tests/fuzz/fuzz_admit.c fs/image.c fs/iverr.c fs/image.h
+$(BUILD)/fuzz/fuzz_admit: tests/fuzz/fuzz_admit.c fs/image.c fs/strip.c fs/iverr.c fs/bytes.c \
+		fs/image.h
 	@mkdir -p $(dir $@)
 	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) $(shell pkg-config --cflags vips libmagic) -o $@ \
 		$(filter %.c,$^) $(shell pkg-config --libs vips libmagic)
