@@ -25,6 +25,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -128,9 +129,11 @@ static void notify_ready(void)
 /* A mount left behind by a crashed daemon answers ENOTCONN: detach it. */
 static int clean_stale_mount(const struct options *o)
 {
-	struct stat st;
+	struct statvfs sv;
 
-	if (stat(o->mountpoint, &st) == 0 || errno != ENOTCONN)
+	/* statfs always reaches the filesystem; stat may be answered from the
+	 * kernel's attribute cache for a second after the daemon died. */
+	if (statvfs(o->mountpoint, &sv) == 0 || errno != ENOTCONN)
 		return 0;
 	logf_(o, 4, "%s: a stale mount (transport endpoint is not connected); "
 	      "detaching it", o->mountpoint);

@@ -76,6 +76,7 @@ struct handle {
 };
 
 struct dirent_buf {
+	pthread_mutex_t lock;        /* a reply from data against releasedir */
 	char *data;
 	size_t len, cap;
 };
@@ -101,6 +102,7 @@ struct tree {
 	size_t nretired;
 	struct {
 		int64_t image;
+		pid_t pid;
 		time_t until;
 	} expected[EXPECTED_SLOTS];
 	size_t nexpected;
@@ -192,27 +194,24 @@ static bool being_written(struct tree *t, int64_t image_id)
 }
 
 /*
- * Notes that a writer of @image_id is on its way back through a lookup;
- * false if one was already expected (it did not come back that way: let it
- * write on the version's inode after all).  Lock held.
+ * Notes that process @pid, a writer of @image_id, is on its way back
+ * through a lookup; false if it was already (it came back to the version's
+ * inode all the same: let it write there rather than fail).  Lock held.
  */
-static bool expect_writer(struct tree *t, int64_t image_id)
+static bool expect_writer(struct tree *t, int64_t image_id, pid_t pid)
 {
 	time_t now = time(NULL);
+	size_t i;
 
-	for (size_t i = 0; i < EXPECTED_SLOTS; i++)
-		if (t->expected[i].image == image_id && t->expected[i].until >= now)
+	for (i = 0; i < EXPECTED_SLOTS; i++)
+		if (t->expected[i].image == image_id && t->expected[i].pid == pid &&
+		    t->expected[i].until >= now)
 			return false;
-	t->expected[t->nexpected % EXPECTED_SLOTS].image = image_id;
-	t->expected[t->nexpected++ % EXPECTED_SLOTS].until = now + EXPECTED_SECONDS;
+	i = t->nexpected++ % EXPECTED_SLOTS;
+	t->expected[i].image = image_id;
+	t->expected[i].pid = pid;
+	t->expected[i].until = now + EXPECTED_SECONDS;
 	return true;
-}
-
-static void writer_arrived(struct tree *t, int64_t image_id)
-{
-	for (size_t i = 0; i < EXPECTED_SLOTS; i++)
-		if (t->expected[i].image == image_id)
-			t->expected[i].image = 0;
 }
 
 /*
@@ -529,9 +528,8 @@ static void reply_entry(struct tree *t, fuse_req_t req, const struct stat *st,
 	e.generation = generation;
 	e.attr = *st;
 	e.attr_timeout = t->cfg.timeout;
-	/* A file's name is looked up again at every use: after a rename over
-	 * an image the kernel would keep the moved file's inode under the
-	 * image's name, while the image keeps its own (and its id). */
+	/* A file's name is looked up again at every use: a commit gives it
+	 * another inode (file_ino), and so may a rename over it. */
 	e.entry_timeout = S_ISDIR(st->st_mode) ? t->cfg.timeout : 0;
 	fuse_reply_entry(req, &e);
 }
@@ -678,6 +676,7 @@ static void tree_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	pthread_mutex_init(&b->lock, NULL);
 	pthread_mutex_lock(&t->lock);
 	if (!(INO_KIND(ino) == K_ROOT && t->cfg.system)) {
 		u = owner_of(t, ino, &album, &view);
@@ -725,6 +724,7 @@ static void tree_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
 out:
 	pthread_mutex_unlock(&t->lock);
 	if (ret < 0) {
+		pthread_mutex_destroy(&b->lock);
 		free(b->data);
 		free(b);
 		fuse_reply_err(req, -ret);
@@ -756,7 +756,11 @@ static void tree_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			break;
 		end = next;
 	}
+	/* The caller may close the directory as soon as the kernel has the
+	 * reply, before fuse_reply_buf returns. */
+	pthread_mutex_lock(&b->lock);
 	fuse_reply_buf(req, b->data + start, end - start);
+	pthread_mutex_unlock(&b->lock);
 }
 
 static void tree_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -764,6 +768,9 @@ static void tree_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_inf
 	struct dirent_buf *b = (struct dirent_buf *)(uintptr_t)fi->fh;
 
 	(void)ino;
+	pthread_mutex_lock(&b->lock);   /* a readdir still replying */
+	pthread_mutex_unlock(&b->lock);
+	pthread_mutex_destroy(&b->lock);
 	free(b->data);
 	free(b);
 	fuse_reply_err(req, 0);
@@ -785,12 +792,12 @@ static void tree_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode
 	/* The caller first: whoever may not write here learns nothing more. */
 	if (!u)
 		ret = t->cfg.system && INO_KIND(parent) == K_ROOT ? -EPERM : -ENOENT;
-	else if ((ret = allowed(t, req, u, V_ORIGINAL, true)) < 0)
-		;
-	else if (INO_KIND(parent) != K_USER && INO_KIND(parent) != K_ROOT)
-		ret = -EPERM;   /* albums hold the three views, nothing else */
-	else if ((ret = vault_album_create(u->s, name, strlen(name), &id, NULL)) == 0)
-		dir_attr(t, u, INO(K_ALBUM, id), V_ORIGINAL, &st);
+	else if ((ret = allowed(t, req, u, V_ORIGINAL, true)) == 0) {
+		if (INO_KIND(parent) != K_USER && INO_KIND(parent) != K_ROOT)
+			ret = -EPERM;   /* albums hold the three views, nothing else */
+		else if ((ret = vault_album_create(u->s, name, strlen(name), &id, NULL)) == 0)
+			dir_attr(t, u, INO(K_ALBUM, id), V_ORIGINAL, &st);
+	}
 	pthread_mutex_unlock(&t->lock);
 	if (ret < 0)
 		fuse_reply_err(req, -ret);
@@ -809,12 +816,12 @@ static void tree_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	u = owner_of(t, parent, &album, &view);
 	if (!u)
 		ret = t->cfg.system && INO_KIND(parent) == K_ROOT ? -EPERM : -ENOENT;
-	else if ((ret = allowed(t, req, u, V_ORIGINAL, true)) < 0)
-		;
-	else if (INO_KIND(parent) != K_USER && INO_KIND(parent) != K_ROOT)
-		ret = -EPERM;   /* the views go with their album */
-	else if ((ret = vault_album_find(u->s, name, strlen(name), &id, NULL)) == 0)
-		ret = vault_album_remove(u->s, id, NULL);
+	else if ((ret = allowed(t, req, u, V_ORIGINAL, true)) == 0) {
+		if (INO_KIND(parent) != K_USER && INO_KIND(parent) != K_ROOT)
+			ret = -EPERM;   /* the views go with their album */
+		else if ((ret = vault_album_find(u->s, name, strlen(name), &id, NULL)) == 0)
+			ret = vault_album_remove(u->s, id, NULL);
+	}
 	if (ret == 0)
 		notice(t, 0, parent, name);
 	pthread_mutex_unlock(&t->lock);
@@ -960,7 +967,8 @@ static void tree_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	/* A writer is not to share the inode of the version readers read
 	 * (name_ino): ESTALE makes the kernel look the name up again, and
 	 * it now finds the image's own inode. */
-	if (write && INO_KIND(ino) == K_VERSION && expect_writer(t, image_id)) {
+	if (write && INO_KIND(ino) == K_VERSION &&
+	    expect_writer(t, image_id, fuse_req_ctx(req)->pid)) {
 		ret = -ESTALE;
 		goto out;
 	}
@@ -973,7 +981,6 @@ static void tree_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	if (write) {
 		h->writer = true;
-		writer_arrived(t, image_id);
 		/* O_TRUNC comes as a truncation (tree_init): load lazily. */
 		h->loaded = h->dirty = (fi->flags & O_TRUNC) != 0;
 	} else {
@@ -1252,14 +1259,19 @@ static void tree_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int 
 	pthread_mutex_lock(&t->lock);
 	u = owner_of(t, ino, &album, &view);
 	image_id = IS_FILE(ino) ? file_image(t, ino) : 0;
+	/* The caller first, as in tree_mkdir. */
 	if (!u)
 		ret = INO_KIND(ino) == K_ROOT ? -EPERM : -ENOENT;   /* the system root */
-	else if ((to_set & (FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_MTIME)) &&
-		 (!IS_FILE(ino) || view != V_ORIGINAL))
-		ret = allowed(t, req, u, view, true) ?: -EACCES;
 	else if (to_set & (FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MODE |
 			   FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))
 		ret = allowed(t, req, u, view, true);
+	if (ret == 0 && (to_set & (FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_MTIME)) &&
+	    IS_FILE(ino) && view != V_ORIGINAL)
+		ret = -EACCES;   /* thumb/ and pristine/ are read-only */
+	/* A directory's times are accepted and change nothing, as chmod
+	 * (rsync -a and tar set them). */
+	if (!IS_FILE(ino))
+		to_set &= ~(FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW);
 	/* Ownership is the vault's: a chown that would change it is refused,
 	 * one that changes nothing (tar and cp -p as root do that) is not. */
 	if (ret == 0 && (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) &&

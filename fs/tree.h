@@ -6,7 +6,10 @@
  *
  * Inode numbers are catalog ids with their kind in the top byte, so the
  * tree needs no table of its own: an album is (ALBUM, album id), a file
- * (FILE, image id << 2 | view).  Every node's st_uid is its owner; modes
+ * (FILE, image id << 2 | view), and original/ of an image with content is
+ * its current version (VERSION, version id): a version never changes, so
+ * nothing the kernel caches of it goes stale.  Every node's st_uid is its
+ * owner; modes
  * are real (directories 0700, files 0600, pristine 0400; group read for
  * the readers group where the owner opted into web reading, never on
  * pristine/), the mount uses default_permissions, and every operation

@@ -345,7 +345,8 @@ int vault_thumb_make(struct vault_session *s, const struct vault_thumb_job *job,
  * it, if the image changed meanwhile). */
 int vault_thumb_commit(struct vault_session *s, const struct vault_thumb_job *job,
 		       struct vault_staged *st, struct iverr *e);
-/* The full decode failed: the image is marked damaged, audited, unqueued. */
+/* The full decode failed: the image is marked damaged, audited, unqueued
+ * (only unqueued when the version is no longer the image's current one). */
 int vault_thumb_failed(struct vault_session *s, const struct vault_thumb_job *job,
 		       const char *why, struct iverr *e);
 

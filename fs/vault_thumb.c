@@ -134,7 +134,8 @@ int vault_thumb_commit(struct vault_session *s, const struct vault_thumb_job *jo
 	if ((ret = catalog_begin(cat, e)) < 0)
 		goto out_discard;
 	ret = catalog_image_get(cat, job->image_id, &ci, e);
-	if (ret == 0 && (ci.current_version != job->version_id || st->key_epoch != s->key_epoch)) {
+	if (ret == -ENOENT || (ret == 0 && (ci.current_version != job->version_id ||
+					    st->key_epoch != s->key_epoch))) {
 		/* The image changed (or the key did) while the thumbnail was made. */
 		catalog_queue_delete(cat, job->version_id, NULL);
 		catalog_commit(cat, NULL);
@@ -178,7 +179,14 @@ int vault_thumb_failed(struct vault_session *s, const struct vault_thumb_job *jo
 	(void)why;   /* may name the file: kept out of the store's audit trail */
 	if ((ret = catalog_begin(cat, e)) < 0)
 		return ret;
-	if ((ret = catalog_image_get(cat, job->image_id, &ci, e)) < 0)
+	ret = catalog_image_get(cat, job->image_id, &ci, e);
+	if (ret == -ENOENT || (ret == 0 && ci.current_version != job->version_id)) {
+		/* Replaced or removed while it was decoded (its blob may be gone
+		 * with it): nothing is wrong with what the image is now. */
+		catalog_queue_delete(cat, job->version_id, NULL);
+		return catalog_commit(cat, e);
+	}
+	if (ret < 0)
 		goto out_rollback;
 	ci.damaged = true;
 	hex_encode(ci.pid, sizeof(ci.pid), pid);
