@@ -109,6 +109,8 @@ int cmd_rekey(struct cli *c);
 int cmd_audit(struct cli *c);
 int cmd_thumbs(struct cli *c);
 int cmd_status(struct cli *c);
+int cmd_mount(struct cli *c);
+int cmd_unmount(struct cli *c);
 
 /* When a running imgvaultd holds the store, runs status, ls, cat, import or
  * rm through its control socket: returns 1 with *exit_code set.  0: no

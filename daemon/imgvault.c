@@ -69,6 +69,11 @@ static const struct command commands[] = {
 	{ "thumbs", cmd_thumbs, O_REBUILD, "thumbs [--rebuild]",
 	  "Make the thumbnails still queued (after import --no-thumbs, or an\n"
 	  "interruption); --rebuild remakes every one (after changing thumb.size)." },
+	{ "mount", cmd_mount, 0, "mount MOUNTPOINT",
+	  "Mount your vault with imgvaultd (asking for the passphrase, or with\n"
+	  "--passphrase-file): MOUNTPOINT/<album>/{original,thumb,pristine}/<name>." },
+	{ "unmount", cmd_unmount, 0, "unmount MOUNTPOINT",
+	  "Unmount it; what open files hold is committed first." },
 	{ "status", cmd_status, 0, "status",
 	  "Whether the store is mounted: with imgvaultd running, its mount point and\n"
 	  "mode and how many of your thumbnails are still to make.  While the daemon\n"

@@ -162,3 +162,28 @@ def test_a_peer_acts_on_its_own_vault_only(system_store, tmp_path, image_set):
         assert r.rc != 0 and "ENOENT" not in r.out, str(r)
     finally:
         stop_daemon(p, mnt)
+
+
+def test_mount_and_unmount_commands(filled, tmp_path):
+    mnt = tmp_path / "m"
+    mnt.mkdir()
+    r = filled.iv("mount", mnt, timeout=30)
+    try:
+        assert r.rc == EXIT_OK and "mounted on" in r.out, str(r)
+        assert os.path.ismount(mnt)
+        for spec, data in filled.expected.items():
+            album, name = spec.split("/", 1)
+            assert (mnt / album / "original" / name).read_bytes() == data
+        r = filled.iv("status")
+        assert r.rc == EXIT_OK and "served by imgvaultd" in r.out, str(r)
+    finally:
+        u = filled.iv("unmount", mnt, timeout=30)
+    assert u.rc == EXIT_OK, str(u)
+    for _ in range(50):          # the daemon lets go of the store as it exits
+        if filled.iv("fsck").rc == EXIT_OK:
+            break
+        time.sleep(0.1)
+    assert not os.path.ismount(mnt)
+    assert filled.iv("fsck").rc == EXIT_OK
+    r = filled.iv("unmount", mnt)
+    assert r.rc != 0 and "not an imgvault mount" in r.err, str(r)
