@@ -95,6 +95,7 @@ struct tree {
 	pthread_t worker;
 	bool worker_running, stop;
 	pthread_key_t sniffer_key;   /* one libmagic handle per FUSE thread */
+	uint64_t max_bytes;          /* the size limit, read without the lock: atomic */
 	struct {
 		int64_t version, image;
 		uint64_t size;
@@ -113,6 +114,12 @@ struct tree {
 static struct tree *tree_of(fuse_req_t req)
 {
 	return fuse_req_userdata(req);
+}
+
+/* The store's image size limit, for writers that do not hold the lock. */
+static uint64_t max_bytes(struct tree *t)
+{
+	return __atomic_load_n(&t->max_bytes, __ATOMIC_RELAXED);
 }
 
 static void tree_log(struct tree *t, int level, const char *fmt, ...)
@@ -901,7 +908,7 @@ static int handle_load(struct tree *t, struct handle *h)
 	if (ret < 0)
 		return ret == -EBADMSG ? -EIO : ret;
 	size = vault_file_size(f);
-	if ((ret = buf_reserve(h, size ? size : 1, vault_limits(t->v)->max_bytes + 1)) == 0) {
+	if ((ret = buf_reserve(h, size ? size : 1, max_bytes(t) + 1)) == 0) {
 		n = vault_file_pread(f, h->buf, size, 0, NULL);
 		if (n < 0) {
 			ret = n == -EBADMSG ? -EIO : (int)n;
@@ -1073,7 +1080,7 @@ static void tree_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t 
 	}
 	pthread_mutex_lock(&h->lock);
 	if ((ret = handle_load(t, h)) == 0)
-		ret = buf_reserve(h, (size_t)off + size, vault_limits(t->v)->max_bytes);
+		ret = buf_reserve(h, (size_t)off + size, max_bytes(t));
 	if (ret == 0) {
 		if ((size_t)off > h->len)
 			memset(h->buf + h->len, 0, (size_t)off - h->len);
@@ -1305,7 +1312,7 @@ static void tree_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int 
 		else
 			ret = handle_load(t, h);
 		if (ret == 0)
-			ret = buf_reserve(h, (size_t)attr->st_size, vault_limits(t->v)->max_bytes);
+			ret = buf_reserve(h, (size_t)attr->st_size, max_bytes(t));
 		if (ret == 0) {
 			if ((size_t)attr->st_size > h->len)
 				memset(h->buf + h->len, 0, (size_t)attr->st_size - h->len);
@@ -1696,6 +1703,7 @@ int tree_new(struct vault *v, const struct tree_config *cfg, struct tree **out,
 		return iverr_set(e, ENOMEM, "out of memory");
 	t->v = v;
 	t->cfg = *cfg;
+	t->max_bytes = vault_limits(v)->max_bytes;
 	if (t->cfg.timeout <= 0)
 		t->cfg.timeout = 1.0;
 	pthread_mutex_init(&t->lock, NULL);
@@ -1863,6 +1871,7 @@ int tree_reload(struct tree *t, struct iverr *e)
 
 	pthread_mutex_lock(&t->lock);
 	ret = vault_config_reload(t->v, e);
+	__atomic_store_n(&t->max_bytes, vault_limits(t->v)->max_bytes, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&t->lock);
 	return ret;
 }
