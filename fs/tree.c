@@ -1491,6 +1491,17 @@ static int xattr_target(struct tree *t, fuse_req_t req, fuse_ino_t ino, bool wri
 	return allowed(t, req, *u, view, write);
 }
 
+/* Answers a getxattr or listxattr: the size when @size is 0, else the bytes. */
+static void reply_xattr(fuse_req_t req, int ret, size_t size, const char *buf, size_t len)
+{
+	if (ret < 0)
+		fuse_reply_err(req, ret == -EBADMSG ? EIO : -ret);
+	else if (!size)
+		fuse_reply_xattr(req, len);
+	else
+		fuse_reply_buf(req, buf, len);
+}
+
 static void tree_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	struct tree *t = tree_of(req);
@@ -1508,12 +1519,7 @@ static void tree_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size
 	if (ret == 0)
 		ret = vault_xattr_get(u->s, file_image(t, ino), name, buf, size, &len, NULL);
 	pthread_mutex_unlock(&t->lock);
-	if (ret < 0)
-		fuse_reply_err(req, ret == -EBADMSG ? EIO : -ret);
-	else if (!size)
-		fuse_reply_xattr(req, len);
-	else
-		fuse_reply_buf(req, buf, len);
+	reply_xattr(req, ret, size, buf, len);
 	free(buf);
 }
 
@@ -1523,23 +1529,21 @@ static void tree_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	struct user_ctx *u;
 	char *buf = size ? malloc(size) : NULL;
 	size_t len = 0;
-	int ret;
+	int ret = 0;
 
 	if (size && !buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	pthread_mutex_lock(&t->lock);
-	ret = IS_FILE(ino) ? xattr_target(t, req, ino, false, &u) : 1;
-	if (ret == 0)
-		ret = vault_xattr_list(u->s, file_image(t, ino), buf, size, &len, NULL);
-	pthread_mutex_unlock(&t->lock);
-	if (ret < 0)
-		fuse_reply_err(req, ret == -EBADMSG ? EIO : -ret);
-	else if (!size)
-		fuse_reply_xattr(req, ret == 1 ? 0 : len);
-	else
-		fuse_reply_buf(req, buf, ret == 1 ? 0 : len);
+	/* Directories have no attributes: an empty list. */
+	if (IS_FILE(ino)) {
+		pthread_mutex_lock(&t->lock);
+		ret = xattr_target(t, req, ino, false, &u);
+		if (ret == 0)
+			ret = vault_xattr_list(u->s, file_image(t, ino), buf, size, &len, NULL);
+		pthread_mutex_unlock(&t->lock);
+	}
+	reply_xattr(req, ret, size, buf, len);
 	free(buf);
 }
 

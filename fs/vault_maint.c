@@ -34,7 +34,6 @@ typedef VEC(struct catalog_version) version_vec;
 typedef VEC(struct catalog_album) album_vec;
 typedef VEC(struct catalog_image) image_vec;
 typedef VEC(struct blob_id) blob_vec;
-typedef VEC(uint32_t) uid_vec;
 typedef VEC(struct catalog_thumb) thumb_vec;
 
 static int push_version(const struct catalog_version *v, void *arg)
@@ -53,12 +52,6 @@ static int push_image(const struct catalog_image *im, void *arg)
 {
 	image_vec *vec = arg;
 	return VEC_PUSH(*vec, *im);
-}
-
-static int push_uid(const struct catalog_user *u, void *arg)
-{
-	uid_vec *vec = arg;
-	return VEC_PUSH(*vec, u->uid);
 }
 
 /* ---- fsck ---- */
@@ -364,7 +357,7 @@ int vault_fsck(struct vault *v, struct vault_session *const *sessions, size_t n_
 	struct audit_report ar;
 	struct iverr err = { 0 };
 	version_vec all = { 0 };
-	uid_vec uids = { 0 };
+	struct { uint32_t *v; size_t n; } uids = { NULL, 0 };
 	size_t *owner_of = NULL;
 	int ret;
 
@@ -401,7 +394,7 @@ int vault_fsck(struct vault *v, struct vault_session *const *sessions, size_t n_
 	if (r->orphans_removed)
 		vault_audit(v, -1, "fsck", "", "repaired", "orphans removed");
 
-	if ((ret = catalog_user_list(v->cat, push_uid, &uids, e)) < 0)
+	if ((ret = vault_user_uids(v, &uids.v, &uids.n, e)) < 0)
 		goto out;
 	for (size_t u = 0; u < uids.n; u++) {
 		size_t before = all.n;
