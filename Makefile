@@ -4,13 +4,22 @@
 #   make check SANITIZE=1   the same with ASan + UBSan
 #   make run        demo vault (see README)
 #   make bench      benchmarks against gocryptfs on the photo corpus
-#   make install PREFIX=/usr/local [DESTDIR=…]
+#   make install PREFIX=/usr/local [DESTDIR=…]   programs, man pages, systemd units,
+#                   bash completion, the default config (GATEWAY_PROG when built)
+#   make deb        a Debian package (dpkg-buildpackage, packaging/debian), lintian-checked,
+#                   into $(BUILD)/deb/
 #   make clean
 
 PREFIX    ?= /usr/local
 BINDIR    ?= $(PREFIX)/bin
 SBINDIR   ?= $(PREFIX)/sbin
 MANDIR    ?= $(PREFIX)/share/man
+DATADIR   ?= $(PREFIX)/share
+LIBEXECDIR ?= $(PREFIX)/libexec
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSTEMDUSERUNITDIR ?= $(PREFIX)/lib/systemd/user
+BASHCOMPDIR ?= $(DATADIR)/bash-completion/completions
 PKGS      := fuse3 libsodium sqlite3 libmagic libmicrohttpd vips
 VERSION   := 0.1.0
 
@@ -44,11 +53,13 @@ UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 LIB       := $(BUILD)/libimgvault.a
 PROGS     := $(BUILD)/imgvault $(BUILD)/imgvaultd
+# Installed into SBINDIR when it has been built (the gateway is on its way).
+GATEWAY_PROG ?= $(BUILD)/imgvault-gateway
 BENCH_BIN := $(BUILD)/bench/blob_throughput
 
 PYTEST    := /usr/bin/python3 -m pytest
 
-.PHONY: all check unit integration run bench fuzz install clean deps
+.PHONY: all check unit integration run bench fuzz install clean deps deb
 all: $(PROGS)
 
 V ?= 0
@@ -57,7 +68,7 @@ Q := $(if $(filter 1,$(V)),,@)
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
 
 $(LIB): $(FS_OBJ)
 	@rm -f $@
@@ -74,7 +85,7 @@ $(BUILD)/imgvaultd: $(DAEMON_OBJ) $(LIB)
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/tap.h $(LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(CFLAGS) $(PKG_CFLAGS) -Itests/unit -o $@ $< $(LIB) $(LDFLAGS) $(PKG_LIBS)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -Itests/unit -o $@ $< $(LIB) $(LDFLAGS) $(PKG_LIBS)
 
 $(BUILD)/bench/%: bench/%.c $(LIB)
 	@mkdir -p $(dir $@)
@@ -127,12 +138,62 @@ bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BIN)
 	@bash bench/run.sh $(abspath $(BUILD))
 
+# Units name /usr/sbin, /usr/bin and /usr/libexec; other prefixes are substituted.
+UNIT_SED  := -e 's|/usr/sbin/imgvault|$(SBINDIR)/imgvault|g' \
+             -e 's|/usr/bin/imgvault|$(BINDIR)/imgvault|g' \
+             -e 's|/usr/libexec/imgvault/|$(LIBEXECDIR)/imgvault/|g' \
+             -e 's|/etc/imgvault/|$(SYSCONFDIR)/imgvault/|g'
+SYSTEM_UNITS := packaging/systemd/imgvaultd.service packaging/systemd/imgvault-gateway.service
+USER_UNITS   := packaging/systemd/imgvault@.service
+
 install: all
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man1 \
+		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(SYSTEMDUSERUNITDIR) \
+		$(DESTDIR)$(LIBEXECDIR)/imgvault $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(SYSCONFDIR)/imgvault
 	install -m 0755 $(BUILD)/imgvault $(DESTDIR)$(BINDIR)/imgvault
 	install -m 0755 $(BUILD)/imgvaultd $(DESTDIR)$(SBINDIR)/imgvaultd
-	install -m 0644 packaging/man/imgvault.1 $(DESTDIR)$(MANDIR)/man1/imgvault.1
-	install -m 0644 packaging/man/imgvaultd.8 $(DESTDIR)$(MANDIR)/man8/imgvaultd.8
+	@if [ -f $(GATEWAY_PROG) ]; then \
+		echo "install -m 0755 $(GATEWAY_PROG) $(DESTDIR)$(SBINDIR)/imgvault-gateway"; \
+		install -m 0755 $(GATEWAY_PROG) $(DESTDIR)$(SBINDIR)/imgvault-gateway; \
+	else \
+		echo "install: $(GATEWAY_PROG) not built yet; imgvault-gateway not installed"; \
+	fi
+	install -m 0644 $(wildcard packaging/man/*.1) $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 $(wildcard packaging/man/*.8) $(DESTDIR)$(MANDIR)/man8/
+	for u in $(SYSTEM_UNITS); do \
+		sed $(UNIT_SED) $$u >$(DESTDIR)$(SYSTEMDUNITDIR)/$${u##*/} && \
+		chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$${u##*/} || exit 1; \
+	done
+	for u in $(USER_UNITS); do \
+		sed $(UNIT_SED) $$u >$(DESTDIR)$(SYSTEMDUSERUNITDIR)/$${u##*/} && \
+		chmod 0644 $(DESTDIR)$(SYSTEMDUSERUNITDIR)/$${u##*/} || exit 1; \
+	done
+	sed $(UNIT_SED) packaging/systemd/imgvault-user-mount \
+		>$(DESTDIR)$(LIBEXECDIR)/imgvault/imgvault-user-mount
+	chmod 0755 $(DESTDIR)$(LIBEXECDIR)/imgvault/imgvault-user-mount
+	install -m 0644 packaging/bash-completion/imgvault $(DESTDIR)$(BASHCOMPDIR)/imgvault
+	install -m 0644 packaging/imgvault.conf $(DESTDIR)$(SYSCONFDIR)/imgvault/imgvault.conf
+
+# The Debian package, built in a copy of the tree under $(BUILD)/deb-src (so no
+# debian/ ever appears at the top of the repository), with packaging/debian
+# copied in.  Needs the build dependencies (packaging/deps.sh installs them).
+DEB_SRC   := $(BUILD)/deb-src/imgvault-$(VERSION)
+deb: deps
+	rm -rf $(BUILD)/deb-src $(BUILD)/deb
+	mkdir -p $(DEB_SRC) $(BUILD)/deb
+	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+		git ls-files -z --cached --others --exclude-standard | \
+			tar --null --ignore-failed-read -T - -cf - | tar -C $(DEB_SRC) -xf -; \
+	else \
+		tar --exclude=./build --exclude=./build-san --exclude=./.git -cf - . | \
+			tar -C $(DEB_SRC) -xf -; \
+	fi
+	cp -a packaging/debian $(DEB_SRC)/debian
+	cd $(DEB_SRC) && dpkg-buildpackage -us -uc -b -j$$(nproc) >../build.log 2>&1 || \
+		{ tail -40 ../build.log; echo "deb: dpkg-buildpackage failed; see $(BUILD)/deb-src/build.log"; exit 1; }
+	mv $(BUILD)/deb-src/*.deb $(BUILD)/deb/
+	lintian --fail-on error --info $(BUILD)/deb/*.deb
+	@ls -l $(BUILD)/deb/*.deb
 
 clean:
 	rm -rf build build-san
