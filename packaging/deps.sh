@@ -8,6 +8,8 @@ PKGS=(
   build-essential pkg-config
   libfuse3-dev fuse3 libsodium-dev libsqlite3-dev sqlite3 libmagic-dev file
   libmicrohttpd-dev libvips-dev
+  # make deb, and the packaging tests (systemd-analyze comes with systemd)
+  dpkg-dev debhelper fakeroot lintian systemd
   # tests and fuzzing
   python3 python3-pytest python3-pil imagemagick libimage-exiftool-perl attr rsync nginx-light
   icc-profiles-free curl
