@@ -480,3 +480,52 @@ def test_deb(tmp_path):
                            stderr=subprocess.DEVNULL)
             subprocess.run(["groupdel", "imgvault-gw"], stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
+
+
+# ---- the desktop unit's start helper ----
+
+def test_user_mount_helper(store, tmp_path):
+    """imgvault-user-mount takes the passphrase from the keyring (a stand-in
+    secret-tool here), execs imgvaultd (the main process: READY=1 comes from
+    it), and the mount goes away on SIGTERM; no keyring entry: a clear error."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    fake = bindir / "secret-tool"
+    fake.write_text("#!/bin/sh\n"
+                    f"[ \"$1 $2 $3 $4 $5\" = 'lookup service imgvault store {store.path}' ] || exit 1\n"
+                    f"cat {store.passfile}\n")
+    fake.chmod(0o755)
+    mnt = tmp_path / "Vault"
+    notify = Notify(tmp_path / "notify.sock")
+    env = clean_env({"IMGVAULT_STORE": str(store.path), "IMGVAULT_MOUNT": str(mnt),
+                     "IMGVAULTD": str(BUILD / "imgvaultd"), "NOTIFY_SOCKET": notify.path,
+                     "XDG_RUNTIME_DIR": str(tmp_path),
+                     "PATH": f"{bindir}:/usr/bin:/bin:/usr/sbin:/sbin"})
+    helper = ROOT / "packaging" / "systemd" / "imgvault-user-mount"
+    log = open(tmp_path / "helper.log", "wb")
+    proc = subprocess.Popen([str(helper)], stdin=subprocess.DEVNULL, stdout=log,
+                            stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        ready = notify.wait(proc)
+        assert ready, (tmp_path / "helper.log").read_text()
+        assert mountinfo_has(mnt)
+        assert Path(f"/proc/{proc.pid}/exe").resolve() == (BUILD / "imgvaultd").resolve(), \
+            "the helper did not exec imgvaultd"
+        assert (mnt / "default").is_dir()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, (tmp_path / "helper.log").read_text()
+        assert not mountinfo_has(mnt)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=60)
+        if mountinfo_has(mnt):
+            subprocess.run(["fusermount3", "-u", "-z", str(mnt)], timeout=60)
+        notify.close()
+        log.close()
+    # Another store: the keyring has nothing for it.
+    env["IMGVAULT_STORE"] = str(tmp_path)
+    p = subprocess.run([str(helper)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       env=env, timeout=60)
+    assert p.returncode == 1
+    assert b"no passphrase for" in p.stdout and b"secret-tool store" in p.stdout, p.stdout
