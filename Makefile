@@ -176,7 +176,8 @@ install: all
 
 # The Debian package, built in a copy of the tree under $(BUILD)/deb-src (so no
 # debian/ ever appears at the top of the repository), with packaging/debian
-# copied in.  Needs the build dependencies (packaging/deps.sh installs them).
+# copied in; this make's variables (BUILD=, SANITIZE=) are kept from the
+# package's own build.  Needs the build dependencies (packaging/deps.sh installs them).
 DEB_SRC   := $(BUILD)/deb-src/imgvault-$(VERSION)
 deb: deps
 	rm -rf $(BUILD)/deb-src $(BUILD)/deb
@@ -189,7 +190,8 @@ deb: deps
 			tar -C $(DEB_SRC) -xf -; \
 	fi
 	cp -a packaging/debian $(DEB_SRC)/debian
-	cd $(DEB_SRC) && dpkg-buildpackage -us -uc -b -j$$(nproc) >../build.log 2>&1 || \
+	cd $(DEB_SRC) && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL \
+		dpkg-buildpackage -us -uc -b -j$$(nproc) >../build.log 2>&1 || \
 		{ tail -40 ../build.log; echo "deb: dpkg-buildpackage failed; see $(BUILD)/deb-src/build.log"; exit 1; }
 	mv $(BUILD)/deb-src/*.deb $(BUILD)/deb/
 	lintian --fail-on error --info $(BUILD)/deb/*.deb
