@@ -190,7 +190,8 @@ deb: deps
 			tar -C $(DEB_SRC) -xf -; \
 	fi
 	cp -a packaging/debian $(DEB_SRC)/debian
-	cd $(DEB_SRC) && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL \
+	cd $(DEB_SRC) && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u BUILD -u SANITIZE -u OPT \
+		-u PREFIX -u DESTDIR -u GATEWAY_PROG \
 		dpkg-buildpackage -us -uc -b -j$$(nproc) >../build.log 2>&1 || \
 		{ tail -40 ../build.log; echo "deb: dpkg-buildpackage failed; see $(BUILD)/deb-src/build.log"; exit 1; }
 	mv $(BUILD)/deb-src/*.deb $(BUILD)/deb/
