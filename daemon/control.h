@@ -2,9 +2,11 @@
  * control — imgvaultd's control socket (DESIGN §6, docs/PROTOCOL.md).
  *
  * Each peer is identified by SO_PEERCRED: a uid acts on its own vault only;
- * root may ask for the status.  While the daemon runs, the command line
- * works through this socket (status, ls, cat, import, rm), so only one
- * process ever writes the store.
+ * root may ask for the status and runs the vault-wide commands (partners,
+ * signing keys); the gateway's uid may only fetch through links.  While the
+ * daemon runs, the command line works through this socket (status, ls,
+ * cat, import, rm, share, revoke …), so only one process ever writes the
+ * store.
  */
 #ifndef IMGVAULT_CONTROL_H
 #define IMGVAULT_CONTROL_H
@@ -15,6 +17,10 @@
 #include "iverr.h"
 #include "vault.h"
 
+#define CONTROL_NOBODY UINT32_MAX
+
+struct share_keys;
+
 /* What the control socket needs of the daemon. */
 struct control_ops {
 	/* Runs @fn with @uid's session under the daemon's lock; -ENOENT when
@@ -23,7 +29,15 @@ struct control_ops {
 		    void *fnarg);
 	/* Tells the mount that an image changed (cache invalidation). */
 	void (*changed)(void *arg, int64_t image_id);
+	/* Runs @fn on the store under the daemon's lock, with @uid named in the
+	 * audit trail (share links, partners, keys). */
+	int (*call_vault)(void *arg, uint32_t uid, int (*fn)(struct vault *v, void *fnarg),
+			  void *fnarg);
 	void *arg;
+	struct share_keys *keys;    /* signs links; NULL: links are off */
+	const char *keyring;        /* where the public keyring is published */
+	uint32_t gateway_uid;       /* may fetch through links; CONTROL_NOBODY: none */
+	uint32_t owner_uid;         /* desktop mode: the one user; CONTROL_NOBODY */
 	const char *store;
 	const char *mountpoint;
 	bool system;

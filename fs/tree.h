@@ -63,6 +63,10 @@ void tree_free(struct tree *t);
  * -ENOENT when @uid has no vault in this mount. */
 int tree_call(struct tree *t, uint32_t uid, int (*fn)(struct vault_session *s, void *arg),
 	      void *arg);
+/* Runs @fn on the store under the tree's lock, with @uid as the actor the
+ * audit trail names (vault-wide requests of the control socket). */
+int tree_call_vault(struct tree *t, uint32_t uid, int (*fn)(struct vault *v, void *arg),
+		    void *arg);
 /* Reads the store's settings again (SIGHUP). */
 int tree_reload(struct tree *t, struct iverr *e);
 /* An image changed outside the mount: invalidate the kernel's caches. */
