@@ -36,6 +36,7 @@ struct fetch {
 	char name[CATALOG_NAME_MAX + 1];
 	uint8_t sha[32];             /* of the version served */
 	bool reserved;               /* holds a use of a limited link */
+	bool preview;                /* the thumbnail for the preview page */
 };
 
 static int64_t now_s(void)
@@ -299,6 +300,12 @@ static int handle_fetch_open(struct conn *k, const struct proto_msg *m)
 	a.len = tok->len;
 	a.client = have_client ? &client : NULL;
 	ret = c->ops.call_vault(c->ops.arg, k->uid, do_authorize, &a);
+	/* Any valid link shows its image's thumbnail on its preview page. */
+	uint64_t want;
+	if (ret == 0 && proto_get_u64(m, T_VARIANT, &want) == 0 && want == TOKEN_THUMB) {
+		f->preview = true;
+		f->g.t.variant = TOKEN_THUMB;
+	}
 	if (ret == 0)
 		ret = fetch_open_variant(k, f, &a.e);
 	if (ret < 0) {
@@ -334,7 +341,7 @@ static int handle_fetch_body(struct conn *k, const struct proto_msg *m)
 	if (off > f->size || len > f->size - off)
 		return send_error(k, -ERANGE, "the range is outside the file");
 	/* Only a transfer that reaches the last byte can use a limited link. */
-	if (f->g.link.uses_max && off + len == f->size && !f->reserved) {
+	if (f->g.link.uses_max && !f->preview && off + len == f->size && !f->reserved) {
 		if (!reserve(k->c, f)) {
 			note_fetch(k->c, &f->g, true, f->client, 410, 0);
 			return send_error(k, -EKEYREVOKED, "the link was used up");
