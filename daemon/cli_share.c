@@ -300,9 +300,11 @@ static int resolve_image(struct remote *r, const char *arg, struct image_ref *ou
 
 	out->variant = -1;
 	if (arg[0] == '/') {
-		if (!realpath(arg, full))
-			return iverr_set(e, errno, "%s: %s", arg, strerror(errno));
-		ret = resolve_mount_path(r, arg, full, out, e);
+		/* Unresolvable (another user's file): judged by its name alone. */
+		int err = realpath(arg, full) ? 0 : errno;
+		ret = resolve_mount_path(r, arg, err ? arg : full, out, e);
+		if (ret > 0 && err)
+			return iverr_set(e, err, "%s: %s", arg, strerror(err));
 		return ret > 0 ? -EINVAL : ret;
 	}
 	/* A relative path that exists inside the mount is a file of it; anything
