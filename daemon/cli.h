@@ -39,6 +39,7 @@ struct cli {
 	const char *user;
 	const char *album;
 	const char *kdf;
+	const char *control;          /* --control: a running imgvaultd's socket */
 	long limit;                   /* audit -n */
 	bool json, quiet, progress;
 	bool full, repair, pristine, yes, no_passphrase;
@@ -111,10 +112,15 @@ int cmd_thumbs(struct cli *c);
 int cmd_status(struct cli *c);
 int cmd_mount(struct cli *c);
 int cmd_unmount(struct cli *c);
+/* lock and unlock act on a running imgvaultd only: these say so when none
+ * holds the store (cli_remote does the work). */
+int cmd_lock(struct cli *c);
+int cmd_unlock(struct cli *c);
 
-/* When a running imgvaultd holds the store, runs status, ls, cat, import or
- * rm through its control socket: returns 1 with *exit_code set.  0: no
- * daemon, open the store as usual. */
+/* When a running imgvaultd holds the store (or --control names its
+ * socket), runs status, ls, cat, import, rm, lock or unlock through its
+ * control socket: returns 1 with *exit_code set.  0: no daemon, open the
+ * store as usual. */
 int cli_remote(struct cli *c, int *exit_code);
 /* The store used when --store is not given (kept in @c). */
 const char *cli_default_store(struct cli *c);

@@ -2,14 +2,16 @@
  * control — imgvaultd's control socket (DESIGN §6, docs/PROTOCOL.md).
  *
  * Each peer is identified by SO_PEERCRED: a uid acts on its own vault only;
- * root may ask for the status.  While the daemon runs, the command line
- * works through this socket (status, ls, cat, import, rm), so only one
- * process ever writes the store.
+ * root may ask for the status, and in system mode lock and unlock anyone's.
+ * While the daemon runs, the command line works through this socket
+ * (status, ls, cat, import, rm, lock, unlock), so only one process ever
+ * writes the store.
  */
 #ifndef IMGVAULT_CONTROL_H
 #define IMGVAULT_CONTROL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "iverr.h"
@@ -23,6 +25,15 @@ struct control_ops {
 		    void *fnarg);
 	/* Tells the mount that an image changed (cache invalidation). */
 	void (*changed)(void *arg, int64_t image_id);
+	/* Keeps @uid's session from being locked while it is used outside
+	 * call() (a read, an import); -ENOKEY when it is locked. */
+	int (*hold)(void *arg, uint32_t uid);
+	void (*unhold)(void *arg, uint32_t uid);
+	/* imgvault lock and unlock of @uid's vault, asked by @actor.  unlock
+	 * with @pass NULL uses the server key the daemon holds (system mode). */
+	int (*lock)(void *arg, uint32_t uid, uint32_t actor, struct iverr *e);
+	int (*unlock)(void *arg, uint32_t uid, uint32_t actor, const void *pass, size_t len,
+		      struct iverr *e);
 	void *arg;
 	const char *store;
 	const char *mountpoint;

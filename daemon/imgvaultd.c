@@ -185,15 +185,74 @@ static int control_path(const struct options *o, char *out, size_t cap)
 	return 0;
 }
 
+/* What the control socket acts on: the tree, and in system mode the server
+ * key, kept (in locked memory) so that root can unlock a user again. */
+struct served {
+	const struct options *o;
+	struct tree *t;
+	struct server_key *sk;
+};
+
 static int ctl_call(void *arg, uint32_t uid, int (*fn)(struct vault_session *, void *),
 		    void *fnarg)
 {
-	return tree_call(arg, uid, fn, fnarg);
+	struct served *sv = arg;
+
+	return tree_call(sv->t, uid, fn, fnarg);
 }
 
 static void ctl_changed(void *arg, int64_t image_id)
 {
-	tree_changed(arg, image_id);
+	struct served *sv = arg;
+
+	tree_changed(sv->t, image_id);
+}
+
+static int ctl_hold(void *arg, uint32_t uid)
+{
+	struct served *sv = arg;
+
+	return tree_hold(sv->t, uid);
+}
+
+static void ctl_unhold(void *arg, uint32_t uid)
+{
+	struct served *sv = arg;
+
+	tree_unhold(sv->t, uid);
+}
+
+static int ctl_lock(void *arg, uint32_t uid, uint32_t actor, struct iverr *e)
+{
+	struct served *sv = arg;
+	int ret = tree_lock_user(sv->t, uid, actor, e);
+
+	if (ret == 0)
+		logf_(sv->o, 6, "uid %u's vault locked (asked by uid %u): its keys are wiped",
+		      uid, actor);
+	return ret;
+}
+
+static int ctl_unlock(void *arg, uint32_t uid, uint32_t actor, const void *pass, size_t len,
+		      struct iverr *e)
+{
+	struct served *sv = arg;
+	int ret;
+
+	if (!pass && !sv->sk)
+		return iverr_set(e, EINVAL, "this daemon holds no server key: unlock with "
+				 "the vault's passphrase");
+	if (pass)
+		ret = tree_unlock_user(sv->t, uid, actor, KEY_SLOT_PASSPHRASE, pass, len, e);
+	else
+		ret = tree_unlock_user(sv->t, uid, actor, KEY_SLOT_SERVER, sv->sk->k,
+				       KEYS_KEY_LEN, e);
+	if (ret == 0)
+		logf_(sv->o, 6, "uid %u's vault unlocked (asked by uid %u)", uid, actor);
+	else
+		logf_(sv->o, 5, "uid %u's vault not unlocked (asked by uid %u): %s", uid, actor,
+		      e->msg);
+	return ret;
 }
 
 struct reloader {
@@ -220,9 +279,10 @@ static void *reload_main(void *arg)
 	return NULL;
 }
 
-/* Unlocks the vaults the tree serves. */
+/* Unlocks the vaults the tree serves.  In system mode the server key is
+ * kept in *sk (the caller frees it) for imgvault unlock. */
 static int unlock_all(const struct options *o, struct vault *v, struct tree *t,
-		      struct iverr *e)
+		      struct server_key **sk_out, struct iverr *e)
 {
 	struct vault_session *s = NULL;
 	int ret;
@@ -249,7 +309,10 @@ static int unlock_all(const struct options *o, struct vault *v, struct tree *t,
 		}
 		free(uids.v);
 out_sk:
-		keys_server_free(sk);
+		if (ret == 0)
+			*sk_out = sk;
+		else
+			keys_server_free(sk);
 		return ret;
 	}
 	struct secret pass = { 0 };
@@ -290,6 +353,7 @@ int main(int argc, char **argv)
 	struct reloader reload;
 	pthread_t reload_thread;
 	struct control *ctl = NULL;
+	struct served served = { .o = &o };
 	int opt, ret = 1;
 
 	setrlimit(RLIMIT_CORE, &no_core);
@@ -356,7 +420,7 @@ int main(int argc, char **argv)
 	snprintf(purpose, sizeof(purpose), "imgvaultd control=%s", sock);
 	if ((ret = vault_open(o.store, purpose, &v, &e)) < 0 ||
 	    (ret = tree_new(v, &cfg, &t, &e)) < 0 ||
-	    (ret = unlock_all(&o, v, t, &e)) < 0) {
+	    (ret = unlock_all(&o, v, t, &served.sk, &e)) < 0) {
 		logf_(&o, 3, "cannot serve %s: %s", o.store, e.msg);
 		ret = cli_exit_code(ret);
 		goto out;
@@ -392,6 +456,7 @@ int main(int argc, char **argv)
 	if (pthread_create(&reload_thread, NULL, reload_main, &reload) == 0)
 		pthread_detach(reload_thread);
 	tree_set_fuse(t, se);
+	served.t = t;
 	if ((ret = tree_start(t, &e)) < 0) {
 		logf_(&o, 3, "cannot start: %s", e.msg);
 		ret = 1;
@@ -399,7 +464,9 @@ int main(int argc, char **argv)
 	}
 	{
 		struct control_ops ops = {
-			.call = ctl_call, .changed = ctl_changed, .arg = t, .store = o.store,
+			.call = ctl_call, .changed = ctl_changed, .hold = ctl_hold,
+			.unhold = ctl_unhold, .lock = ctl_lock, .unlock = ctl_unlock,
+			.arg = &served, .store = o.store,
 			.mountpoint = o.mountpoint, .system = o.system,
 			.max_bytes = vault_limits(v)->max_bytes,
 		};
@@ -428,6 +495,7 @@ out_session:
 out:
 	fuse_opt_free_args(&args);
 	tree_free(t);
+	keys_server_free(served.sk);
 	vault_close(v);
 	return ret;
 }

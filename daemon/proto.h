@@ -35,15 +35,20 @@ enum proto_type {
 	P_DATA = 8,        /* data */
 	P_IMPORT = 9,      /* album, name; then DATA…, END */
 	P_RM = 10,         /* album, name */
-	P_TYPE_MAX = 10,
+	P_LOCK = 11,       /* [uid] */
+	P_UNLOCK = 12,     /* [uid], [passphrase] */
+	P_TYPE_MAX = 12,
 };
 
 enum proto_tag {
 	T_ALBUM = 1, T_NAME = 2, T_VARIANT = 3, T_ERRNO = 4, T_MESSAGE = 5, T_SIZE = 6,
 	T_MIME = 7, T_MTIME = 8, T_STORE = 9, T_MOUNT = 10, T_USERS = 11, T_PENDING = 12,
 	T_DATA = 13, T_ID = 14, T_SHA256 = 15, T_DAMAGED = 16, T_KIND = 17, T_MODE = 18,
-	T_WIDTH = 19, T_HEIGHT = 20,
+	T_WIDTH = 19, T_HEIGHT = 20, T_PASSPHRASE = 21, T_UID = 22,
 };
+
+/* The longest passphrase an UNLOCK carries. */
+#define PROTO_PASSPHRASE_MAX 1024
 
 struct proto_field {
 	uint8_t tag;
