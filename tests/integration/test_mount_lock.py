@@ -8,6 +8,8 @@ import errno
 import os
 import pwd
 import shutil
+import socket
+import struct
 import time
 
 import pytest
@@ -252,3 +254,61 @@ def test_system_user_unlocks_herself_with_her_passphrase(system_mount, image_set
     r = cli_as(m, m.alice, "unlock", passfile=pf)
     assert r.rc == EXIT_OK, str(r)
     assert as_user(m.alice, read_bytes, m.original("s.jpg", user=m.alice)) == data
+
+
+# ---- the messages themselves ----
+
+def raw_msg(mtype, *fields):
+    body = b"".join(struct.pack("<BH", t, len(v)) + v for t, v in fields)
+    return b"IV\x01" + bytes([mtype]) + struct.pack("<I", len(body)) + body
+
+
+def reply(s, req):
+    s.send(req)
+    data = s.recv(65536)
+    assert data[:3] == b"IV\x01", data[:8]
+    fields, off = {}, 8
+    while off < len(data):
+        t, n = struct.unpack_from("<BH", data, off)
+        fields[t] = data[off + 3:off + 3 + n]
+        off += 3 + n
+    return data[3], fields
+
+
+def test_lock_and_unlock_messages(filled, desktop_mount):
+    store = filled
+    path = (store.path / "lock").read_text().split("control=")[1].split(" ")[0]
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.settimeout(10)
+    s.connect(path)
+    try:
+        ERROR, OK = 1, 2
+        uid = struct.pack("<Q", os.getuid())
+        # A uid field of the wrong size: EINVAL, and the connection goes on.
+        t, f = reply(s, raw_msg(11, (22, b"\0\0\0\0")))
+        assert t == ERROR and struct.unpack("<Q", f[4])[0] == errno.EINVAL, f
+        # Another uid on a desktop mount: EPERM, even for root.
+        t, f = reply(s, raw_msg(11, (22, struct.pack("<Q", os.getuid() + 4242))))
+        assert t == ERROR and struct.unpack("<Q", f[4])[0] == errno.EPERM, f
+        t, f = reply(s, raw_msg(11, (22, uid)))
+        assert t == OK, f
+        t, f = reply(s, raw_msg(3))                        # STATUS: uid, no pending
+        assert t == OK and f.get(22) == uid and 12 not in f, f
+        t, f = reply(s, raw_msg(4))                        # LS: locked
+        assert t == ERROR and struct.unpack("<Q", f[4])[0] == errno.ENOKEY, f
+        assert f[5].decode() == LOCKED, f
+        t, f = reply(s, raw_msg(12))                       # no passphrase
+        assert t == ERROR and struct.unpack("<Q", f[4])[0] == errno.EINVAL, f
+        t, f = reply(s, raw_msg(12, (21, b"x" * 1025)))    # too long
+        assert t == ERROR and struct.unpack("<Q", f[4])[0] == errno.EINVAL, f
+        t, f = reply(s, raw_msg(12, (21, b"wrong")))
+        assert t == ERROR and struct.unpack("<Q", f[4])[0] == errno.EKEYREJECTED, f
+        t, f = reply(s, raw_msg(12, (21, PASSPHRASE.encode())))
+        assert t == OK, f
+        t, f = reply(s, raw_msg(3))
+        assert t == OK and f.get(22) == uid and 12 in f, f
+        # An unknown type after them still closes the connection.
+        s.send(raw_msg(200))
+        assert s.recv(65536) == b""
+    finally:
+        s.close()
