@@ -191,8 +191,10 @@ static int remote_lock(struct cli *c, struct remote *r, struct iverr *e)
 	return 0;
 }
 
-/* Whether the daemon is in system mode (root unlocks with its server key). */
-static int remote_is_system(struct remote *r, bool *system, struct iverr *e)
+/* Whether the daemon is in system mode (root unlocks with its server key)
+ * and whether the peer's own vault there is unlocked already. */
+static int remote_unlock_state(struct remote *r, bool *system, bool *unlocked,
+			       struct iverr *e)
 {
 	char mode[16];
 	int ret;
@@ -203,21 +205,25 @@ static int remote_is_system(struct remote *r, bool *system, struct iverr *e)
 	if (proto_get_str(&r->m, T_MODE, mode, sizeof(mode)) < 0)
 		return iverr_set(e, EPROTO, "imgvaultd's status is incomplete");
 	*system = !strcmp(mode, "system");
+	*unlocked = proto_get(&r->m, T_UID) && proto_get(&r->m, T_PENDING);
 	return 0;
 }
 
 static int remote_unlock(struct cli *c, struct remote *r, struct iverr *e)
 {
 	struct secret pass = { 0 };
-	bool system = false;
+	bool system = false, unlocked = false;
 	char who[300];
 	int ret;
 
 	if (c->nargs != 0)
 		return iverr_set(e, EINVAL, "usage: imgvault unlock [--passphrase-file F] "
 				 "[--user NAME]");
-	if ((ret = remote_is_system(r, &system, e)) < 0)
+	if ((ret = remote_unlock_state(r, &system, &unlocked, e)) < 0)
 		return ret;
+	/* Not worth a passphrase prompt (the daemon would say so too). */
+	if (unlocked && !c->user)
+		return iverr_set(e, EALREADY, "your vault is not locked");
 	/* Root on a system mount: the daemon's server key, no passphrase. */
 	if (!(system && geteuid() == 0) &&
 	    (ret = prompt_secret(c->passphrase_file, "Passphrase: ", 0, 0, &pass, e)) < 0)
