@@ -22,17 +22,9 @@
 #include "bytes.h"
 #include "cli.h"
 #include "prompt.h"
-#include "proto.h"
+#include "remote.h"
 
-struct remote {
-	int fd;
-	struct proto_out out;
-	uint8_t in[PROTO_MAX];
-	struct proto_msg m;
-};
-
-/* The control socket named in the store's lock file, if a daemon holds it. */
-static int daemon_socket(const char *store, char *path, size_t cap)
+int remote_daemon_socket(const char *store, char *path, size_t cap)
 {
 	char lock[4096], text[512] = { 0 };
 	const char *p;
@@ -62,7 +54,7 @@ static int daemon_socket(const char *store, char *path, size_t cap)
 	return 0;
 }
 
-static int remote_connect(struct remote *r, const char *path, struct iverr *e)
+int remote_connect(struct remote *r, const char *path, struct iverr *e)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 
@@ -72,13 +64,14 @@ static int remote_connect(struct remote *r, const char *path, struct iverr *e)
 		int err = errno;
 		if (r->fd >= 0)
 			close(r->fd);
+		r->fd = -1;
 		return iverr_set(e, err, "cannot reach imgvaultd at %s: %s; is it running?", path,
 				 strerror(err));
 	}
 	return 0;
 }
 
-static int remote_send(struct remote *r, struct iverr *e)
+int remote_send(struct remote *r, struct iverr *e)
 {
 	if (proto_finish(&r->out) < 0)
 		return iverr_set(e, EMSGSIZE, "request too large");
@@ -87,8 +80,7 @@ static int remote_send(struct remote *r, struct iverr *e)
 	return 0;
 }
 
-/* Receives one message; an ERROR reply becomes -errno with its message. */
-static int remote_recv(struct remote *r, struct iverr *e)
+int remote_recv(struct remote *r, struct iverr *e)
 {
 	ssize_t n = recv(r->fd, r->in, sizeof(r->in), 0);
 	char msg[512];
@@ -103,6 +95,15 @@ static int remote_recv(struct remote *r, struct iverr *e)
 	if (proto_get_str(&r->m, T_MESSAGE, msg, sizeof(msg)) < 0)
 		snprintf(msg, sizeof(msg), "%s", strerror((int)err));
 	return iverr_set(e, (int)err, "%s", msg);
+}
+
+void remote_close(struct remote *r)
+{
+	if (r->fd >= 0)
+		close(r->fd);
+	r->fd = -1;
+	sodium_memzero(r->in, sizeof(r->in));
+	sodium_memzero(r->out.buf, r->out.len);
 }
 
 static void put_path(struct remote *r, const char *album, size_t alen, const char *name,
@@ -440,7 +441,7 @@ int cli_remote(struct cli *c, int *exit_code)
 		c->store = cli_default_store(c);
 	if (c->control)
 		snprintf(path, sizeof(path), "%s", c->control);
-	else if (daemon_socket(c->store, path, sizeof(path)) < 0)
+	else if (remote_daemon_socket(c->store, path, sizeof(path)) < 0)
 		return 0;   /* not held by a daemon: the command opens the store */
 	r = calloc(1, sizeof(*r));
 	if (!r) {
@@ -462,7 +463,7 @@ int cli_remote(struct cli *c, int *exit_code)
 			ret = remote_unlock(c, r, &e);
 		else
 			ret = remote_rm(c, r, &e);
-		close(r->fd);
+		remote_close(r);
 	}
 	if (ret < 0 && e.code)
 		*exit_code = cli_fail(c, ret, "%s: %s", c->command, e.msg);

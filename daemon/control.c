@@ -15,38 +15,19 @@
 #include <sodium.h>
 
 #include "image.h"
+#include "control_i.h"
 #include "proto.h"
 
-#define MAX_CONNECTIONS 16
-#define IDLE_TIMEOUT_MS 30000
 #define LOCKED_MESSAGE "the vault is locked; run imgvault unlock"
-
-struct control {
-	struct control_ops ops;
-	char path[108];
-	int fd;
-	pthread_t thread;
-	pthread_mutex_t lock;
-	pthread_cond_t idle;
-	int connections;
-	bool stop;               /* read with __atomic_load_n: threads poll it */
-};
 
 static bool stopping(struct control *c)
 {
 	return __atomic_load_n(&c->stop, __ATOMIC_ACQUIRE);
 }
 
-struct conn {
-	struct control *c;
-	int fd;
-	uint32_t uid;
-	struct proto_out out;
-};
-
 /* ---- sending ---- */
 
-static int send_msg(struct conn *k)
+int send_msg(struct conn *k)
 {
 	if (proto_finish(&k->out) < 0)
 		return -EMSGSIZE;
@@ -55,7 +36,7 @@ static int send_msg(struct conn *k)
 	return 0;
 }
 
-static int send_error(struct conn *k, int err, const char *msg)
+int send_error(struct conn *k, int err, const char *msg)
 {
 	proto_begin(&k->out, P_ERROR);
 	proto_put_u64(&k->out, T_ERRNO, (uint64_t)(err < 0 ? -err : err));
@@ -63,7 +44,7 @@ static int send_error(struct conn *k, int err, const char *msg)
 	return send_msg(k);
 }
 
-static int send_type(struct conn *k, enum proto_type type)
+int send_type(struct conn *k, enum proto_type type)
 {
 	proto_begin(&k->out, type);
 	return send_msg(k);
@@ -532,6 +513,10 @@ static int handle(struct conn *k, const uint8_t *buf, size_t len)
 	case P_UNLOCK:
 		ret = handle_unlock(k, &r);
 		break;
+	case P_SHARE: case P_SHARES: case P_REVOKE: case P_KEYS: case P_PARTNER:
+	case P_FETCH_OPEN: case P_FETCH_BODY: case P_FETCH_READ: case P_FETCH_DONE:
+		ret = control_share_request(k, &m);
+		break;
 	default:
 		ret = -EPROTO;   /* a reply type sent as a request: fatal */
 	}
@@ -556,6 +541,7 @@ static void *conn_main(void *arg)
 			break;
 	}
 	free(buf);
+	control_fetch_end(k);
 	close(k->fd);
 	free(k);
 	pthread_mutex_lock(&c->lock);
@@ -577,6 +563,7 @@ static void *accept_main(void *arg)
 		pthread_t t;
 		int fd;
 
+		control_flush_notes(c, false);
 		if (poll(&p, 1, 200) != 1)
 			continue;
 		fd = accept4(c->fd, NULL, NULL, SOCK_CLOEXEC);
@@ -669,5 +656,7 @@ void control_stop(struct control *c)
 	while (c->connections)
 		pthread_cond_wait(&c->idle, &c->lock);
 	pthread_mutex_unlock(&c->lock);
+	control_flush_notes(c, true);
+	free(c->notes);
 	free(c);
 }

@@ -2124,6 +2124,19 @@ out:
 	return ret;
 }
 
+int tree_call_vault(struct tree *t, uint32_t uid, int (*fn)(struct vault *v, void *arg),
+		    void *arg)
+{
+	int ret;
+
+	pthread_mutex_lock(&t->lock);
+	vault_set_actor(t->v, uid);
+	ret = fn(t->v, arg);
+	vault_set_actor(t->v, (int64_t)getuid());
+	pthread_mutex_unlock(&t->lock);
+	return ret;
+}
+
 void tree_changed(struct tree *t, int64_t image_id)
 {
 	pthread_mutex_lock(&t->lock);

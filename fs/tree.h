@@ -91,6 +91,10 @@ int tree_lock_user(struct tree *t, uint32_t uid, uint32_t actor, struct iverr *e
  */
 int tree_unlock_user(struct tree *t, uint32_t uid, uint32_t actor, enum key_slot_kind kind,
 		     const void *secret, size_t len, struct iverr *e);
+/* Runs @fn on the store under the tree's lock, with @uid as the actor the
+ * audit trail names (vault-wide requests of the control socket). */
+int tree_call_vault(struct tree *t, uint32_t uid, int (*fn)(struct vault *v, void *arg),
+		    void *arg);
 /* Reads the store's settings again (SIGHUP). */
 int tree_reload(struct tree *t, struct iverr *e);
 /* An image changed outside the mount: invalidate the kernel's caches. */
