@@ -43,6 +43,7 @@ struct cli {
 	const char *user;
 	const char *album;
 	const char *kdf;
+	const char *control;          /* --control: a running imgvaultd's socket */
 	long limit;                   /* audit -n */
 	/* share links (cli_share.c): as given, checked by the command */
 	const char *ttl, *max_ttl, *variant, *not_before, *uses, *partner, *image;
@@ -120,6 +121,10 @@ int cmd_thumbs(struct cli *c);
 int cmd_status(struct cli *c);
 int cmd_mount(struct cli *c);
 int cmd_unmount(struct cli *c);
+/* lock and unlock act on a running imgvaultd only: these say so when none
+ * holds the store (cli_remote does the work). */
+int cmd_lock(struct cli *c);
+int cmd_unlock(struct cli *c);
 /* Share links, through a running imgvaultd only (cli_share.c). */
 int cmd_share(struct cli *c);
 int cmd_shares(struct cli *c);
@@ -127,9 +132,10 @@ int cmd_revoke(struct cli *c);
 int cmd_keys(struct cli *c);
 int cmd_partner(struct cli *c);
 
-/* When a running imgvaultd holds the store, runs status, ls, cat, import or
- * rm through its control socket: returns 1 with *exit_code set.  0: no
- * daemon, open the store as usual. */
+/* When a running imgvaultd holds the store (or --control names its
+ * socket), runs status, ls, cat, import, rm, lock or unlock through its
+ * control socket: returns 1 with *exit_code set.  0: no daemon, open the
+ * store as usual. */
 int cli_remote(struct cli *c, int *exit_code);
 /* The store used when --store is not given (kept in @c). */
 const char *cli_default_store(struct cli *c);

@@ -37,6 +37,7 @@ struct fetch {
 	uint8_t sha[32];             /* of the version served */
 	bool reserved;               /* holds a use of a limited link */
 	bool preview;                /* the thumbnail for the preview page */
+	bool held;                   /* the owner's vault cannot be locked */
 };
 
 static int64_t now_s(void)
@@ -209,11 +210,13 @@ static int do_report_damage(struct vault_session *s, void *arg)
 	return 0;
 }
 
-static void fetch_free(struct fetch *f)
+static void fetch_free(struct control *c, struct fetch *f)
 {
 	if (!f)
 		return;
 	vault_file_close(f->f);
+	if (f->held)
+		c->ops.unhold(c->ops.arg, f->g.link.uid);
 	free(f->buf);
 	free(f);
 }
@@ -225,6 +228,13 @@ static int fetch_open_variant(struct conn *k, struct fetch *f, struct iverr *e)
 	struct open_file o = { .f = f };
 	int ret;
 
+	/* The file is read outside the lock: its vault must stay unlocked. */
+	if (ops->hold) {
+		if ((ret = ops->hold(ops->arg, f->g.link.uid)) < 0)
+			return iverr_set(e, EAGAIN, "the vault is locked; its links work again "
+					 "once its owner unlocks it");
+		f->held = true;
+	}
 	for (int waited = 0;; waited += 50) {
 		iverr_clear(&o.e);
 		ret = ops->call(ops->arg, f->g.link.uid, do_open_file, &o);
@@ -311,7 +321,7 @@ static int handle_fetch_open(struct conn *k, const struct proto_msg *m)
 	if (ret < 0) {
 		note_fetch(c, &f->g, f->g.t.expires != 0, f->client,
 			   http_status(ret), 0);
-		fetch_free(f);
+		fetch_free(k->c, f);
 		return send_error(k, ret, a.e.msg);
 	}
 	k->fetch = f;
@@ -408,7 +418,7 @@ static int handle_fetch_done(struct conn *k, const struct proto_msg *m)
 	if (f->reserved)
 		unreserve(k->c, f);
 	note_fetch(k->c, &f->g, true, f->client, status > 999 ? 0 : (int)status, bytes);
-	fetch_free(f);
+	fetch_free(k->c, f);
 	k->fetch = NULL;
 	return send_type(k, P_OK);
 }
@@ -422,7 +432,7 @@ void control_fetch_end(struct conn *k)
 	if (f->reserved)
 		unreserve(k->c, f);
 	note_fetch(k->c, &f->g, true, f->client, 0, 0);   /* the gateway went away */
-	fetch_free(f);
+	fetch_free(k->c, f);
 	k->fetch = NULL;
 }
 

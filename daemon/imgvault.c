@@ -76,11 +76,23 @@ static const struct command commands[] = {
 	  "--passphrase-file): MOUNTPOINT/<album>/{original,thumb,pristine}/<name>." },
 	{ "unmount", cmd_unmount, 0, "unmount MOUNTPOINT",
 	  "Unmount it; what open files hold is committed first." },
+	{ "lock", cmd_lock, 0, "lock [--user NAME]",
+	  "Make the running imgvaultd forget your vault's keys while it stays mounted:\n"
+	  "below your vault's directory everything then fails with \"Permission denied\"\n"
+	  "and the control socket answers \"the vault is locked\".  Refused while files\n"
+	  "of the vault are open (close them first).  As root on a system mount,\n"
+	  "--user NAME locks NAME's vault." },
+	{ "unlock", cmd_unlock, 0, "unlock [--passphrase-file F] [--user NAME]",
+	  "Give the running imgvaultd your vault's keys back: it asks for the\n"
+	  "passphrase (or reads --passphrase-file) and sends it over the control\n"
+	  "socket.  As root on a system mount, --user NAME unlocks NAME's vault with\n"
+	  "the server key the daemon holds, without a passphrase." },
 	{ "status", cmd_status, 0, "status",
 	  "Whether the store is mounted: with imgvaultd running, its mount point and\n"
-	  "mode and how many of your thumbnails are still to make.  While the daemon\n"
-	  "holds the store, status, ls, cat, import and rm go through its control\n"
-	  "socket; other commands wait until it stops." },
+	  "mode, whether your vault is locked, and how many of your thumbnails are\n"
+	  "still to make.  While the daemon holds the store, status, ls, cat, import,\n"
+	  "rm, lock and unlock go through its control socket; other commands wait\n"
+	  "until it stops." },
 	{ "config", cmd_config, 0, "config [KEY=VALUE...]",
 	  "Show or change the store's settings: image.max-bytes (50M), image.max-pixels\n"
 	  "(100000000), image.max-frames (500), image.types (jpeg,png,gif,webp,heic,avif)\n"
@@ -161,6 +173,8 @@ static const char global_help[] =
 	"                            /etc/imgvault/server.key)\n"
 	"  -u, --user NAME           act on NAME's vault (root)\n"
 	"      --passphrase-file F   read the passphrase from F's first line\n"
+	"      --control PATH        a running imgvaultd's control socket (default: named\n"
+	"                            in the store's lock, or /run/imgvault/control.sock)\n"
 	"      --new-passphrase-file F   the new passphrase (passwd, recover)\n"
 	"      --recovery-code-file F    the recovery code (recover)\n"
 	"      --no-passphrase       user add: no passphrase slot\n"
@@ -210,8 +224,8 @@ static void print_command_help(FILE *f, const char *prog, const struct command *
 enum {
 	OPT_PASSFILE = 256, OPT_NEWPASS, OPT_RECOVERY, OPT_NOPASS, OPT_KDF, OPT_PRISTINE,
 	OPT_FULL, OPT_REPAIR, OPT_JSON, OPT_NOPROGRESS, OPT_THUMB, OPT_STRIPPED, OPT_NOTHUMBS,
-	OPT_REBUILD, OPT_TTL, OPT_MAX_TTL, OPT_VARIANT, OPT_DOWNLOAD, OPT_USES, OPT_PARTNER,
-	OPT_NOT_BEFORE, OPT_IMAGE, OPT_CIDR,
+	OPT_REBUILD, OPT_CONTROL, OPT_TTL, OPT_MAX_TTL, OPT_VARIANT, OPT_DOWNLOAD, OPT_USES,
+	OPT_PARTNER, OPT_NOT_BEFORE, OPT_IMAGE, OPT_CIDR,
 };
 
 static const struct option long_options[] = {
@@ -233,6 +247,7 @@ static const struct option long_options[] = {
 	{ "stripped", no_argument, NULL, OPT_STRIPPED },
 	{ "no-thumbs", no_argument, NULL, OPT_NOTHUMBS },
 	{ "rebuild", no_argument, NULL, OPT_REBUILD },
+	{ "control", required_argument, NULL, OPT_CONTROL },
 	{ "ttl", required_argument, NULL, OPT_TTL },
 	{ "max-ttl", required_argument, NULL, OPT_MAX_TTL },
 	{ "variant", required_argument, NULL, OPT_VARIANT },
@@ -294,6 +309,7 @@ int main(int argc, char **argv)
 		case OPT_STRIPPED: c.stripped = true; used |= O_STRIPPED; break;
 		case OPT_NOTHUMBS: c.no_thumbs = true; used |= O_NOTHUMBS; break;
 		case OPT_REBUILD: c.rebuild = true; used |= O_REBUILD; break;
+		case OPT_CONTROL: c.control = optarg; break;
 		case OPT_TTL: c.ttl = optarg; used |= O_TTL; break;
 		case OPT_MAX_TTL: c.max_ttl = optarg; used |= O_MAX_TTL; break;
 		case OPT_VARIANT: c.variant = optarg; used |= O_VARIANT; break;
@@ -346,7 +362,8 @@ int main(int argc, char **argv)
 	c.nargs = argc - optind;
 	if (!strcmp(cmd->name, "status") || !strcmp(cmd->name, "ls") ||
 	    !strcmp(cmd->name, "cat") || !strcmp(cmd->name, "import") ||
-	    !strcmp(cmd->name, "rm")) {
+	    !strcmp(cmd->name, "rm") || !strcmp(cmd->name, "lock") ||
+	    !strcmp(cmd->name, "unlock")) {
 		int code;
 		if (cli_remote(&c, &code))
 			return code;

@@ -194,16 +194,28 @@ static int control_path(const struct options *o, char *out, size_t cap)
 	return 0;
 }
 
+/* What the control socket acts on: the tree, and in system mode the server
+ * key, kept (in locked memory) so that root can unlock a user again. */
+struct served {
+	const struct options *o;
+	struct tree *t;
+	struct server_key *sk;
+};
+
 static int ctl_call(void *arg, uint32_t uid, int (*fn)(struct vault_session *, void *),
 		    void *fnarg)
 {
-	return tree_call(arg, uid, fn, fnarg);
+	struct served *sv = arg;
+
+	return tree_call(sv->t, uid, fn, fnarg);
 }
 
 static int ctl_call_vault(void *arg, uint32_t uid, int (*fn)(struct vault *, void *),
 			  void *fnarg)
 {
-	return tree_call_vault(arg, uid, fn, fnarg);
+	struct served *sv = arg;
+
+	return tree_call_vault(sv->t, uid, fn, fnarg);
 }
 
 /* The uid that may fetch through links: --gateway-user, or imgvault-gw. */
@@ -242,7 +254,56 @@ static void keyring_path(const struct options *o, const char *sock, char *out, s
 
 static void ctl_changed(void *arg, int64_t image_id)
 {
-	tree_changed(arg, image_id);
+	struct served *sv = arg;
+
+	tree_changed(sv->t, image_id);
+}
+
+static int ctl_hold(void *arg, uint32_t uid)
+{
+	struct served *sv = arg;
+
+	return tree_hold(sv->t, uid);
+}
+
+static void ctl_unhold(void *arg, uint32_t uid)
+{
+	struct served *sv = arg;
+
+	tree_unhold(sv->t, uid);
+}
+
+static int ctl_lock(void *arg, uint32_t uid, uint32_t actor, struct iverr *e)
+{
+	struct served *sv = arg;
+	int ret = tree_lock_user(sv->t, uid, actor, e);
+
+	if (ret == 0)
+		logf_(sv->o, 6, "uid %u's vault locked (asked by uid %u): its keys are wiped",
+		      uid, actor);
+	return ret;
+}
+
+static int ctl_unlock(void *arg, uint32_t uid, uint32_t actor, const void *pass, size_t len,
+		      struct iverr *e)
+{
+	struct served *sv = arg;
+	int ret;
+
+	if (!pass && !sv->sk)
+		return iverr_set(e, EINVAL, "this daemon holds no server key: unlock with "
+				 "the vault's passphrase");
+	if (pass)
+		ret = tree_unlock_user(sv->t, uid, actor, KEY_SLOT_PASSPHRASE, pass, len, e);
+	else
+		ret = tree_unlock_user(sv->t, uid, actor, KEY_SLOT_SERVER, sv->sk->k,
+				       KEYS_KEY_LEN, e);
+	if (ret == 0)
+		logf_(sv->o, 6, "uid %u's vault unlocked (asked by uid %u)", uid, actor);
+	else
+		logf_(sv->o, 5, "uid %u's vault not unlocked (asked by uid %u): %s", uid, actor,
+		      e->msg);
+	return ret;
 }
 
 struct reloader {
@@ -269,9 +330,10 @@ static void *reload_main(void *arg)
 	return NULL;
 }
 
-/* Unlocks the vaults the tree serves. */
+/* Unlocks the vaults the tree serves.  In system mode the server key is
+ * kept in *sk (the caller frees it) for imgvault unlock. */
 static int unlock_all(const struct options *o, struct vault *v, struct tree *t,
-		      struct share_keys **keys, struct iverr *e)
+		      struct server_key **sk_out, struct share_keys **keys, struct iverr *e)
 {
 	struct vault_session *s = NULL;
 	int ret;
@@ -301,7 +363,10 @@ static int unlock_all(const struct options *o, struct vault *v, struct tree *t,
 		if (ret == 0)
 			ret = share_keys_open(v, sk, NULL, keys, e);
 out_sk:
-		keys_server_free(sk);
+		if (ret == 0)
+			*sk_out = sk;
+		else
+			keys_server_free(sk);
 		return ret;
 	}
 	struct secret pass = { 0 };
@@ -350,6 +415,7 @@ int main(int argc, char **argv)
 	struct reloader reload;
 	pthread_t reload_thread;
 	struct control *ctl = NULL;
+	struct served served = { .o = &o };
 	int opt, ret = 1;
 
 	setrlimit(RLIMIT_CORE, &no_core);
@@ -421,7 +487,7 @@ int main(int argc, char **argv)
 		return 1;
 	if ((ret = vault_open(o.store, purpose, &v, &e)) < 0 ||
 	    (ret = tree_new(v, &cfg, &t, &e)) < 0 ||
-	    (ret = unlock_all(&o, v, t, &keys, &e)) < 0 ||
+	    (ret = unlock_all(&o, v, t, &served.sk, &keys, &e)) < 0 ||
 	    (ret = share_keys_publish(v, keyring, &e)) < 0) {
 		logf_(&o, 3, "cannot serve %s: %s", o.store, e.msg);
 		ret = cli_exit_code(ret);
@@ -458,6 +524,7 @@ int main(int argc, char **argv)
 	if (pthread_create(&reload_thread, NULL, reload_main, &reload) == 0)
 		pthread_detach(reload_thread);
 	tree_set_fuse(t, se);
+	served.t = t;
 	if ((ret = tree_start(t, &e)) < 0) {
 		logf_(&o, 3, "cannot start: %s", e.msg);
 		ret = 1;
@@ -465,7 +532,9 @@ int main(int argc, char **argv)
 	}
 	{
 		struct control_ops ops = {
-			.call = ctl_call, .changed = ctl_changed, .arg = t, .store = o.store,
+			.call = ctl_call, .changed = ctl_changed, .hold = ctl_hold,
+			.unhold = ctl_unhold, .lock = ctl_lock, .unlock = ctl_unlock,
+			.arg = &served, .store = o.store,
 			.call_vault = ctl_call_vault, .keys = keys, .keyring = keyring,
 			.gateway_uid = gw_uid,
 			.owner_uid = o.system ? CONTROL_NOBODY : (uint32_t)getuid(),
@@ -497,6 +566,7 @@ out_session:
 out:
 	fuse_opt_free_args(&args);
 	tree_free(t);
+	keys_server_free(served.sk);
 	share_keys_free(keys);
 	vault_close(v);
 	return ret;
