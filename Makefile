@@ -48,12 +48,13 @@ FS_OBJ    := $(FS_SRC:%.c=$(BUILD)/%.o)
 CLI_SRC   := $(wildcard daemon/cli*.c daemon/progress.c daemon/prompt.c) daemon/proto.c \
              daemon/imgvault.c
 CLI_OBJ   := $(CLI_SRC:%.c=$(BUILD)/%.o)
-DAEMON_OBJ := $(addprefix $(BUILD)/daemon/,imgvaultd.o control.o proto.o cli.o prompt.o)
+DAEMON_OBJ := $(addprefix $(BUILD)/daemon/,imgvaultd.o control.o control_share.o proto.o cli.o prompt.o)
+GW_SRC    := $(wildcard share-gateway/*.c)
+GW_OBJ    := $(GW_SRC:%.c=$(BUILD)/%.o) $(BUILD)/daemon/proto.o
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 LIB       := $(BUILD)/libimgvault.a
-PROGS     := $(BUILD)/imgvault $(BUILD)/imgvaultd
-# Installed into SBINDIR when it has been built (the gateway is on its way).
+PROGS     := $(BUILD)/imgvault $(BUILD)/imgvaultd $(BUILD)/imgvault-gateway
 GATEWAY_PROG ?= $(BUILD)/imgvault-gateway
 BENCH_BIN := $(BUILD)/bench/blob_throughput
 
@@ -64,6 +65,8 @@ all: $(PROGS)
 
 V ?= 0
 Q := $(if $(filter 1,$(V)),,@)
+
+$(BUILD)/share-gateway/%.o: CFLAGS += -Idaemon
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -79,6 +82,10 @@ $(BUILD)/imgvault: $(CLI_OBJ) $(LIB)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 $(BUILD)/imgvaultd: $(DAEMON_OBJ) $(LIB)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/imgvault-gateway: $(GW_OBJ) $(LIB)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 

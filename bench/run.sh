@@ -92,3 +92,7 @@ awk -v n="$files" -v v="$vt_t" -v m="$im_t" -v i="$iv_thumbs" -v rss="$rss_kb" '
 echo
 echo "== the mounted tree against gocryptfs and a plain directory =="
 bash "$(dirname "$0")/mount.sh" "$BUILD" "$CORPUS"
+
+echo
+echo "== share links: imgvault-gateway against nginx =="
+bash "$(dirname "$0")/gateway.sh" "$BUILD" "$CORPUS"

@@ -3,8 +3,9 @@
  * store, and the ways to reach a user's session, print names and fail.
  *
  * Commands live in cli_store.c (init, user), cli_content.c (import,
- * export, ls, cat, rm) and cli_maint.c (fsck, rekey, audit); imgvault.c
- * parses the command line and dispatches.
+ * export, ls, cat, rm), cli_maint.c (fsck, rekey, audit) and cli_share.c
+ * (share, shares, revoke, keys, partner, through the daemon: remote.h);
+ * imgvault.c parses the command line and dispatches.
  */
 #ifndef IMGVAULT_CLI_H
 #define IMGVAULT_CLI_H
@@ -28,6 +29,9 @@ enum cli_exit {
 	EXIT_PARTIAL = 6,     /* some inputs were refused, the rest was done */
 };
 
+/* How many --cidr options partner add takes (the daemon counts networks). */
+#define CLI_MAX_CIDRS 16
+
 struct cli {
 	const char *prog;
 	const char *command;          /* "import", "user add", … for messages */
@@ -39,7 +43,13 @@ struct cli {
 	const char *user;
 	const char *album;
 	const char *kdf;
+	const char *control;          /* --control: a running imgvaultd's socket */
 	long limit;                   /* audit -n */
+	/* share links (cli_share.c): as given, checked by the command */
+	const char *ttl, *max_ttl, *variant, *not_before, *uses, *partner, *image;
+	const char *cidrs[CLI_MAX_CIDRS];   /* partner add --cidr, each may hold commas */
+	int ncidrs;
+	bool download;
 	bool json, quiet, progress;
 	bool full, repair, pristine, yes, no_passphrase;
 	bool thumb, stripped, no_thumbs, rebuild;
@@ -111,10 +121,21 @@ int cmd_thumbs(struct cli *c);
 int cmd_status(struct cli *c);
 int cmd_mount(struct cli *c);
 int cmd_unmount(struct cli *c);
+/* lock and unlock act on a running imgvaultd only: these say so when none
+ * holds the store (cli_remote does the work). */
+int cmd_lock(struct cli *c);
+int cmd_unlock(struct cli *c);
+/* Share links, through a running imgvaultd only (cli_share.c). */
+int cmd_share(struct cli *c);
+int cmd_shares(struct cli *c);
+int cmd_revoke(struct cli *c);
+int cmd_keys(struct cli *c);
+int cmd_partner(struct cli *c);
 
-/* When a running imgvaultd holds the store, runs status, ls, cat, import or
- * rm through its control socket: returns 1 with *exit_code set.  0: no
- * daemon, open the store as usual. */
+/* When a running imgvaultd holds the store (or --control names its
+ * socket), runs status, ls, cat, import, rm, lock or unlock through its
+ * control socket: returns 1 with *exit_code set.  0: no daemon, open the
+ * store as usual. */
 int cli_remote(struct cli *c, int *exit_code);
 /* The store used when --store is not given (kept in @c). */
 const char *cli_default_store(struct cli *c);

@@ -14,6 +14,7 @@
 #include "bytes.h"
 #include "cli.h"
 #include "progress.h"
+#include "share.h"
 #include "strip.h"
 #include "thumbnailer.h"
 
@@ -455,39 +456,14 @@ out:
 }
 
 /* The current version with location and device metadata removed, as share
- * links serve it: lossless for JPEG, PNG and WebP (strip.h). */
+ * links serve it (share_read_stripped). */
 static int copy_stripped(struct vault_file *f, int fd, struct iverr *e)
 {
-	uint64_t size = vault_file_size(f);
-	uint8_t *buf = malloc(size ? size : 1), *out = NULL;
+	uint8_t *out = NULL;
 	size_t out_len = 0;
-	ssize_t n;
-	int ret;
+	char mime[VAULT_MIME_MAX];
+	int ret = share_read_stripped(f, &out, &out_len, mime, e);
 
-	if (!buf)
-		return iverr_set(e, ENOMEM, "out of memory");
-	n = vault_file_pread(f, buf, size, 0, e);
-	if (n < 0 || (uint64_t)n != size) {
-		ret = n < 0 ? (int)n : iverr_set(e, EIO, "short read");
-		goto out;
-	}
-	ret = strip_metadata(buf, size, vault_file_image(f)->mime, &out, &out_len, e);
-	if (ret == -ENOTSUP) {
-		/* No lossless stripper for this format: re-encoded, metadata dropped. */
-		enum image_type type;
-		void *re = NULL;
-		iverr_clear(e);
-		ret = image_reencode(buf, size, image_type_of(vault_file_image(f)->mime), &re,
-				     &out_len, &type, e);
-		if (ret == 0) {
-			out = malloc(out_len ? out_len : 1);
-			if (out)
-				memcpy(out, re, out_len);
-			else
-				ret = iverr_set(e, ENOMEM, "out of memory");
-		}
-		image_buffer_free(re);
-	}
 	if (ret < 0)
 		goto out;
 	for (size_t w = 0; w < out_len;) {
@@ -502,7 +478,6 @@ static int copy_stripped(struct vault_file *f, int fd, struct iverr *e)
 	}
 out:
 	free(out);
-	free(buf);
 	return ret;
 }
 

@@ -2,7 +2,8 @@
  * The command line through a running imgvaultd: when the daemon holds the
  * store, status, ls, cat, import and rm go over its control socket
  * (docs/PROTOCOL.md) instead of opening the store, so only one process ever
- * writes it.
+ * writes it.  lock and unlock exist only there: they act on the daemon's
+ * keys.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,19 +17,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "bytes.h"
 #include "cli.h"
-#include "proto.h"
+#include "prompt.h"
+#include "remote.h"
 
-struct remote {
-	int fd;
-	struct proto_out out;
-	uint8_t in[PROTO_MAX];
-	struct proto_msg m;
-};
-
-/* The control socket named in the store's lock file, if a daemon holds it. */
-static int daemon_socket(const char *store, char *path, size_t cap)
+int remote_daemon_socket(const char *store, char *path, size_t cap)
 {
 	char lock[4096], text[512] = { 0 };
 	const char *p;
@@ -58,7 +54,7 @@ static int daemon_socket(const char *store, char *path, size_t cap)
 	return 0;
 }
 
-static int remote_connect(struct remote *r, const char *path, struct iverr *e)
+int remote_connect(struct remote *r, const char *path, struct iverr *e)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 
@@ -68,13 +64,14 @@ static int remote_connect(struct remote *r, const char *path, struct iverr *e)
 		int err = errno;
 		if (r->fd >= 0)
 			close(r->fd);
+		r->fd = -1;
 		return iverr_set(e, err, "cannot reach imgvaultd at %s: %s; is it running?", path,
 				 strerror(err));
 	}
 	return 0;
 }
 
-static int remote_send(struct remote *r, struct iverr *e)
+int remote_send(struct remote *r, struct iverr *e)
 {
 	if (proto_finish(&r->out) < 0)
 		return iverr_set(e, EMSGSIZE, "request too large");
@@ -83,8 +80,7 @@ static int remote_send(struct remote *r, struct iverr *e)
 	return 0;
 }
 
-/* Receives one message; an ERROR reply becomes -errno with its message. */
-static int remote_recv(struct remote *r, struct iverr *e)
+int remote_recv(struct remote *r, struct iverr *e)
 {
 	ssize_t n = recv(r->fd, r->in, sizeof(r->in), 0);
 	char msg[512];
@@ -99,6 +95,15 @@ static int remote_recv(struct remote *r, struct iverr *e)
 	if (proto_get_str(&r->m, T_MESSAGE, msg, sizeof(msg)) < 0)
 		snprintf(msg, sizeof(msg), "%s", strerror((int)err));
 	return iverr_set(e, (int)err, "%s", msg);
+}
+
+void remote_close(struct remote *r)
+{
+	if (r->fd >= 0)
+		close(r->fd);
+	r->fd = -1;
+	sodium_memzero(r->in, sizeof(r->in));
+	sodium_memzero(r->out.buf, r->out.len);
 }
 
 static void put_path(struct remote *r, const char *album, size_t alen, const char *name,
@@ -121,7 +126,9 @@ static int remote_status(struct cli *c, struct remote *r, struct iverr *e)
 	    proto_get_str(&r->m, T_MOUNT, mnt, sizeof(mnt)) < 0 ||
 	    proto_get_str(&r->m, T_MODE, mode, sizeof(mode)) < 0)
 		return iverr_set(e, EPROTO, "imgvaultd's status is incomplete");
-	bool mine = proto_get_u64(&r->m, T_PENDING, &pending) == 0;
+	/* uid: the peer has a vault here; pending only while it is unlocked. */
+	bool mine = proto_get(&r->m, T_UID) != NULL;
+	bool locked = mine && proto_get_u64(&r->m, T_PENDING, &pending) < 0;
 	if (c->json) {
 		printf("{\"store\":");
 		cli_json_string(stdout, store, strlen(store));
@@ -129,13 +136,111 @@ static int remote_status(struct cli *c, struct remote *r, struct iverr *e)
 		cli_json_string(stdout, mnt, strlen(mnt));
 		printf(",\"mode\":\"%s\",\"daemon\":true", mode);
 		if (mine)
+			printf(",\"locked\":%s", locked ? "true" : "false");
+		if (mine && !locked)
 			printf(",\"thumbnails_pending\":%" PRIu64, pending);
 		printf("}\n");
 	} else {
 		printf("store %s is served by imgvaultd (%s mode), mounted on %s\n", store, mode, mnt);
-		if (mine)
-			printf("your vault: %" PRIu64 " thumbnails still to make\n", pending);
+		if (locked)
+			printf("your vault is locked: its keys are not in memory; unlock it with "
+			       "imgvault unlock\n");
+		else if (mine)
+			printf("your vault is unlocked: %" PRIu64 " thumbnails still to make\n",
+			       pending);
 	}
+	return 0;
+}
+
+/* Adds the uid of --user, if given: whose vault a lock or unlock is for. */
+static int put_target(struct cli *c, struct remote *r, struct iverr *e)
+{
+	uid_t uid;
+	int ret;
+
+	if (!c->user)
+		return 0;
+	if ((ret = cli_lookup_user(c->user, &uid, e)) < 0)
+		return ret;
+	proto_put_u64(&r->out, T_UID, uid);
+	return 0;
+}
+
+/* "your vault" or "NAME's vault", for messages. */
+static const char *whose(const struct cli *c, char *buf, size_t cap)
+{
+	if (!c->user)
+		return "your vault";
+	snprintf(buf, cap, "%s's vault", c->user);
+	return buf;
+}
+
+static int remote_lock(struct cli *c, struct remote *r, struct iverr *e)
+{
+	char who[300];
+	int ret;
+
+	if (c->nargs != 0)
+		return iverr_set(e, EINVAL, "usage: imgvault lock [--user NAME]");
+	proto_begin(&r->out, P_LOCK);
+	if ((ret = put_target(c, r, e)) < 0 || (ret = remote_send(r, e)) < 0 ||
+	    (ret = remote_recv(r, e)) < 0)
+		return ret;
+	if (!c->quiet)
+		printf("%s is locked: imgvaultd wiped its keys and the mount stays; unlock it "
+		       "with imgvault unlock\n", whose(c, who, sizeof(who)));
+	return 0;
+}
+
+/* Whether the daemon is in system mode (root unlocks with its server key)
+ * and whether the peer's own vault there is unlocked already. */
+static int remote_unlock_state(struct remote *r, bool *system, bool *unlocked,
+			       struct iverr *e)
+{
+	char mode[16];
+	int ret;
+
+	proto_begin(&r->out, P_STATUS);
+	if ((ret = remote_send(r, e)) < 0 || (ret = remote_recv(r, e)) < 0)
+		return ret;
+	if (proto_get_str(&r->m, T_MODE, mode, sizeof(mode)) < 0)
+		return iverr_set(e, EPROTO, "imgvaultd's status is incomplete");
+	*system = !strcmp(mode, "system");
+	*unlocked = proto_get(&r->m, T_UID) && proto_get(&r->m, T_PENDING);
+	return 0;
+}
+
+static int remote_unlock(struct cli *c, struct remote *r, struct iverr *e)
+{
+	struct secret pass = { 0 };
+	bool system = false, unlocked = false;
+	char who[300];
+	int ret;
+
+	if (c->nargs != 0)
+		return iverr_set(e, EINVAL, "usage: imgvault unlock [--passphrase-file F] "
+				 "[--user NAME]");
+	if ((ret = remote_unlock_state(r, &system, &unlocked, e)) < 0)
+		return ret;
+	/* Not worth a passphrase prompt (the daemon would say so too). */
+	if (unlocked && !c->user)
+		return iverr_set(e, EALREADY, "your vault is not locked");
+	/* Root on a system mount: the daemon's server key, no passphrase. */
+	if (!(system && geteuid() == 0) &&
+	    (ret = prompt_secret(c->passphrase_file, "Passphrase: ", 0, 0, &pass, e)) < 0)
+		return ret;
+	proto_begin(&r->out, P_UNLOCK);
+	if ((ret = put_target(c, r, e)) == 0) {
+		if (pass.buf)
+			proto_put(&r->out, T_PASSPHRASE, pass.buf, pass.len);
+		ret = remote_send(r, e);
+	}
+	sodium_memzero(r->out.buf, sizeof(r->out.buf));
+	prompt_secret_free(&pass);
+	if (ret < 0 || (ret = remote_recv(r, e)) < 0)
+		return ret;
+	if (!c->quiet)
+		printf("%s is unlocked\n", whose(c, who, sizeof(who)));
 	return 0;
 }
 
@@ -334,7 +439,9 @@ int cli_remote(struct cli *c, int *exit_code)
 
 	if (!c->store)
 		c->store = cli_default_store(c);
-	if (daemon_socket(c->store, path, sizeof(path)) < 0)
+	if (c->control)
+		snprintf(path, sizeof(path), "%s", c->control);
+	else if (remote_daemon_socket(c->store, path, sizeof(path)) < 0)
 		return 0;   /* not held by a daemon: the command opens the store */
 	r = calloc(1, sizeof(*r));
 	if (!r) {
@@ -350,9 +457,13 @@ int cli_remote(struct cli *c, int *exit_code)
 			ret = remote_cat(c, r, &e);
 		else if (!strcmp(c->command, "import"))
 			ret = remote_import(c, r, &e);
+		else if (!strcmp(c->command, "lock"))
+			ret = remote_lock(c, r, &e);
+		else if (!strcmp(c->command, "unlock"))
+			ret = remote_unlock(c, r, &e);
 		else
 			ret = remote_rm(c, r, &e);
-		close(r->fd);
+		remote_close(r);
 	}
 	if (ret < 0 && e.code)
 		*exit_code = cli_fail(c, ret, "%s: %s", c->command, e.msg);
@@ -380,4 +491,22 @@ int cmd_status(struct cli *c)
 		       vault_is_system(v) ? "system" : "desktop");
 	vault_close(v);
 	return EXIT_OK;
+}
+
+/* Reached when no imgvaultd holds the store. */
+static int not_mounted(struct cli *c)
+{
+	return cli_fail(c, -ENOENT, "%s: no imgvaultd holds store %s: lock and unlock act on "
+			"the keys of a mounted vault (imgvault mount; --control PATH names "
+			"another daemon's socket)", c->command, c->store);
+}
+
+int cmd_lock(struct cli *c)
+{
+	return not_mounted(c);
+}
+
+int cmd_unlock(struct cli *c)
+{
+	return not_mounted(c);
 }

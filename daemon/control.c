@@ -12,38 +12,22 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "image.h"
+#include "control_i.h"
 #include "proto.h"
 
-#define MAX_CONNECTIONS 16
-#define IDLE_TIMEOUT_MS 30000
-
-struct control {
-	struct control_ops ops;
-	char path[108];
-	int fd;
-	pthread_t thread;
-	pthread_mutex_t lock;
-	pthread_cond_t idle;
-	int connections;
-	bool stop;               /* read with __atomic_load_n: threads poll it */
-};
+#define LOCKED_MESSAGE "the vault is locked; run imgvault unlock"
 
 static bool stopping(struct control *c)
 {
 	return __atomic_load_n(&c->stop, __ATOMIC_ACQUIRE);
 }
 
-struct conn {
-	struct control *c;
-	int fd;
-	uint32_t uid;
-	struct proto_out out;
-};
-
 /* ---- sending ---- */
 
-static int send_msg(struct conn *k)
+int send_msg(struct conn *k)
 {
 	if (proto_finish(&k->out) < 0)
 		return -EMSGSIZE;
@@ -52,7 +36,7 @@ static int send_msg(struct conn *k)
 	return 0;
 }
 
-static int send_error(struct conn *k, int err, const char *msg)
+int send_error(struct conn *k, int err, const char *msg)
 {
 	proto_begin(&k->out, P_ERROR);
 	proto_put_u64(&k->out, T_ERRNO, (uint64_t)(err < 0 ? -err : err));
@@ -60,7 +44,7 @@ static int send_error(struct conn *k, int err, const char *msg)
 	return send_msg(k);
 }
 
-static int send_type(struct conn *k, enum proto_type type)
+int send_type(struct conn *k, enum proto_type type)
 {
 	proto_begin(&k->out, type);
 	return send_msg(k);
@@ -254,15 +238,45 @@ static int recv_data(struct conn *k, uint8_t **buf, size_t *len, uint64_t max)
 	return ret;
 }
 
+/* A locked vault's answer, in words (ops.call and ops.hold say -ENOKEY). */
+static int locked_words(struct request *r, int ret)
+{
+	if (ret == -ENOKEY)
+		return iverr_set(&r->e, ENOKEY, LOCKED_MESSAGE);
+	return ret;
+}
+
+/* Runs @fn with the peer's session under the daemon's lock. */
+static int call(struct conn *k, int (*fn)(struct vault_session *s, void *arg),
+		struct request *r)
+{
+	return locked_words(r, k->c->ops.call(k->c->ops.arg, k->uid, fn, r));
+}
+
+/* The session stays the peer's until unhold(): a lock waits for it. */
+static int hold(struct conn *k, struct request *r)
+{
+	return locked_words(r, k->c->ops.hold(k->c->ops.arg, k->uid));
+}
+
+static void unhold(struct conn *k)
+{
+	k->c->ops.unhold(k->c->ops.arg, k->uid);
+}
+
+/* The peer's uid and, when it has a vault here, whether it is locked: uid
+ * without pending means locked. */
 static int handle_status(struct conn *k, struct request *r)
 {
 	struct control *c = k->c;
-	int ret = c->ops.call(c->ops.arg, k->uid, do_pending, r);
+	int ret = call(k, do_pending, r);
 
 	proto_begin(&k->out, P_OK);
 	proto_put_str(&k->out, T_STORE, c->ops.store);
 	proto_put_str(&k->out, T_MOUNT, c->ops.mountpoint);
 	proto_put_str(&k->out, T_MODE, c->ops.system ? "system" : "desktop");
+	if (ret == 0 || ret == -ENOKEY)
+		proto_put_u64(&k->out, T_UID, k->uid);
 	if (ret == 0)
 		proto_put_u64(&k->out, T_PENDING, r->pending);
 	return send_msg(k);
@@ -270,7 +284,7 @@ static int handle_status(struct conn *k, struct request *r)
 
 static int handle_ls(struct conn *k, struct request *r)
 {
-	int ret = k->c->ops.call(k->c->ops.arg, k->uid, do_ls, r);
+	int ret = call(k, do_ls, r);
 
 	if (ret < 0)
 		return send_error(k, ret, r->e.msg);
@@ -300,13 +314,18 @@ static int handle_cat(struct conn *k, struct request *r)
 	uint8_t *buf;
 	uint64_t off = 0;
 	ssize_t n;
-	int ret = k->c->ops.call(k->c->ops.arg, k->uid, do_cat_open, r);
+	int ret = hold(k, r);
 
 	if (ret < 0)
 		return send_error(k, ret, r->e.msg);
+	if ((ret = call(k, do_cat_open, r)) < 0) {
+		unhold(k);
+		return send_error(k, ret, r->e.msg);
+	}
 	buf = malloc(PROTO_DATA_MAX);
 	if (!buf) {
 		vault_file_close(r->f);
+		unhold(k);
 		return send_error(k, -ENOMEM, NULL);
 	}
 	/* Decryption needs no lock: only a damaged chunk goes to the audit. */
@@ -319,13 +338,14 @@ static int handle_cat(struct conn *k, struct request *r)
 	}
 	free(buf);
 	if (n < 0) {
-		k->c->ops.call(k->c->ops.arg, k->uid, do_cat_damage, r);
+		call(k, do_cat_damage, r);
 		ret = send_error(k, (int)n, r->e.msg);
 	} else if (ret == 0) {
 		ret = send_type(k, P_END);
 	}
 	vault_file_close(r->f);
 	r->f = NULL;
+	unhold(k);
 	return ret;
 }
 
@@ -367,17 +387,17 @@ static int handle_import(struct conn *k, struct request *r)
 	if (ret < 0)
 		return send_error(k, ret, ret == -EFBIG ? "the image is over the store's size "
 				  "limit" : NULL);
-	if ((ret = image_sniffer_new(&sniffer, &r->e)) < 0 ||
-	    (ret = c->ops.call(c->ops.arg, k->uid, get_session, &s)) < 0)
+	if ((ret = image_sniffer_new(&sniffer, &r->e)) < 0 || (ret = hold(k, r)) < 0)
 		goto out;
-	{
+	if ((ret = locked_words(r, c->ops.call(c->ops.arg, k->uid, get_session, &s))) == 0) {
 		struct stage_args a = { r, sniffer, data, len };
 		ret = stage_fn(s, &a);
 	}
 	if (ret == -IV_EREJECT)
-		c->ops.call(c->ops.arg, k->uid, do_refused, r);
-	if (ret == 0 && (ret = c->ops.call(c->ops.arg, k->uid, do_import_commit, r)) == 0)
+		call(k, do_refused, r);
+	if (ret == 0 && (ret = call(k, do_import_commit, r)) == 0)
 		c->ops.changed(c->ops.arg, r->image_id);
+	unhold(k);
 out:
 	image_sniffer_free(sniffer);
 	free(data);
@@ -390,11 +410,72 @@ out:
 
 static int handle_rm(struct conn *k, struct request *r)
 {
-	int ret = k->c->ops.call(k->c->ops.arg, k->uid, do_rm, r);
+	int ret = call(k, do_rm, r);
 
 	if (ret < 0)
 		return send_error(k, ret, r->e.msg);
 	k->c->ops.changed(k->c->ops.arg, r->image_id);
+	return send_type(k, P_OK);
+}
+
+/*
+ * Whose vault a LOCK or UNLOCK is for: the peer's own, or with a uid field
+ * another's, which only root may name, and only in system mode (a desktop
+ * daemon serves one user).
+ */
+static int target_uid(struct conn *k, struct request *r, uint32_t *uid)
+{
+	uint64_t want;
+
+	*uid = k->uid;
+	if (!proto_get(r->m, T_UID))
+		return 0;
+	if (proto_get_u64(r->m, T_UID, &want) < 0 || want > UINT32_MAX)
+		return iverr_set(&r->e, EINVAL, "the uid field is not a 64-bit number");
+	if (want == k->uid)
+		return 0;
+	if (k->uid != 0 || !k->c->ops.system)
+		return iverr_set(&r->e, EPERM, "only root may lock or unlock another user's "
+				 "vault, and only on a system mount");
+	*uid = (uint32_t)want;
+	return 0;
+}
+
+static int handle_lock(struct conn *k, struct request *r)
+{
+	uint32_t uid;
+	int ret = target_uid(k, r, &uid);
+
+	if (ret == 0)
+		ret = k->c->ops.lock(k->c->ops.arg, uid, k->uid, &r->e);
+	if (ret < 0)
+		return send_error(k, ret, r->e.msg);
+	return send_type(k, P_OK);
+}
+
+/*
+ * Root on a system mount unlocks with the server key the daemon holds;
+ * everyone else proves the passphrase.  The message holding it is wiped by
+ * conn_main.
+ */
+static int handle_unlock(struct conn *k, struct request *r)
+{
+	const struct proto_field *pass = proto_get(r->m, T_PASSPHRASE);
+	bool server = k->c->ops.system && k->uid == 0;
+	uint32_t uid;
+	int ret = target_uid(k, r, &uid);
+
+	if (ret == 0 && !server && (!pass || !pass->len))
+		ret = iverr_set(&r->e, EINVAL, "unlocking needs the vault's passphrase; "
+				"imgvault unlock asks for it");
+	else if (ret == 0 && !server && pass->len > PROTO_PASSPHRASE_MAX)
+		ret = iverr_set(&r->e, EINVAL, "the passphrase is longer than %d bytes",
+				PROTO_PASSPHRASE_MAX);
+	if (ret == 0)
+		ret = k->c->ops.unlock(k->c->ops.arg, uid, k->uid, server ? NULL : pass->val,
+				       server ? 0 : pass->len, &r->e);
+	if (ret < 0)
+		return send_error(k, ret, r->e.msg);
 	return send_type(k, P_OK);
 }
 
@@ -426,6 +507,16 @@ static int handle(struct conn *k, const uint8_t *buf, size_t len)
 	case P_RM:
 		ret = handle_rm(k, &r);
 		break;
+	case P_LOCK:
+		ret = handle_lock(k, &r);
+		break;
+	case P_UNLOCK:
+		ret = handle_unlock(k, &r);
+		break;
+	case P_SHARE: case P_SHARES: case P_REVOKE: case P_KEYS: case P_PARTNER:
+	case P_FETCH_OPEN: case P_FETCH_BODY: case P_FETCH_READ: case P_FETCH_DONE:
+		ret = control_share_request(k, &m);
+		break;
 	default:
 		ret = -EPROTO;   /* a reply type sent as a request: fatal */
 	}
@@ -442,10 +533,15 @@ static void *conn_main(void *arg)
 
 	while (buf && !stopping(c) && poll(&p, 1, IDLE_TIMEOUT_MS) == 1) {
 		ssize_t n = recv(k->fd, buf, PROTO_MAX, 0);
-		if (n <= 0 || handle(k, buf, (size_t)n) < 0)
+		int ret = n <= 0 ? -EPIPE : handle(k, buf, (size_t)n);
+		/* An UNLOCK carried a passphrase: no copy of it stays here. */
+		if (n > 3 && buf[3] == P_UNLOCK)
+			sodium_memzero(buf, (size_t)n);
+		if (ret < 0)
 			break;
 	}
 	free(buf);
+	control_fetch_end(k);
 	close(k->fd);
 	free(k);
 	pthread_mutex_lock(&c->lock);
@@ -467,6 +563,7 @@ static void *accept_main(void *arg)
 		pthread_t t;
 		int fd;
 
+		control_flush_notes(c, false);
 		if (poll(&p, 1, 200) != 1)
 			continue;
 		fd = accept4(c->fd, NULL, NULL, SOCK_CLOEXEC);
@@ -559,5 +656,7 @@ void control_stop(struct control *c)
 	while (c->connections)
 		pthread_cond_wait(&c->idle, &c->lock);
 	pthread_mutex_unlock(&c->lock);
+	control_flush_notes(c, true);
+	free(c->notes);
 	free(c);
 }

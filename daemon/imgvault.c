@@ -17,7 +17,9 @@ enum {
 	O_ALBUM = 1 << 0, O_FULL = 1 << 1, O_REPAIR = 1 << 2, O_PRISTINE = 1 << 3,
 	O_YES = 1 << 4, O_NOPASS = 1 << 5, O_NEWPASS = 1 << 6, O_RECOVERY = 1 << 7,
 	O_LIMIT = 1 << 8, O_KDF = 1 << 9, O_THUMB = 1 << 10, O_STRIPPED = 1 << 11,
-	O_NOTHUMBS = 1 << 12, O_REBUILD = 1 << 13,
+	O_NOTHUMBS = 1 << 12, O_REBUILD = 1 << 13, O_TTL = 1 << 14, O_MAX_TTL = 1 << 15,
+	O_VARIANT = 1 << 16, O_DOWNLOAD = 1 << 17, O_USES = 1 << 18, O_PARTNER = 1 << 19,
+	O_NOT_BEFORE = 1 << 20, O_IMAGE = 1 << 21, O_CIDR = 1 << 22,
 };
 
 struct command {
@@ -74,11 +76,23 @@ static const struct command commands[] = {
 	  "--passphrase-file): MOUNTPOINT/<album>/{original,thumb,pristine}/<name>." },
 	{ "unmount", cmd_unmount, 0, "unmount MOUNTPOINT",
 	  "Unmount it; what open files hold is committed first." },
+	{ "lock", cmd_lock, 0, "lock [--user NAME]",
+	  "Make the running imgvaultd forget your vault's keys while it stays mounted:\n"
+	  "below your vault's directory everything then fails with \"Permission denied\"\n"
+	  "and the control socket answers \"the vault is locked\".  Refused while files\n"
+	  "of the vault are open (close them first).  As root on a system mount,\n"
+	  "--user NAME locks NAME's vault." },
+	{ "unlock", cmd_unlock, 0, "unlock [--passphrase-file F] [--user NAME]",
+	  "Give the running imgvaultd your vault's keys back: it asks for the\n"
+	  "passphrase (or reads --passphrase-file) and sends it over the control\n"
+	  "socket.  As root on a system mount, --user NAME unlocks NAME's vault with\n"
+	  "the server key the daemon holds, without a passphrase." },
 	{ "status", cmd_status, 0, "status",
 	  "Whether the store is mounted: with imgvaultd running, its mount point and\n"
-	  "mode and how many of your thumbnails are still to make.  While the daemon\n"
-	  "holds the store, status, ls, cat, import and rm go through its control\n"
-	  "socket; other commands wait until it stops." },
+	  "mode, whether your vault is locked, and how many of your thumbnails are\n"
+	  "still to make.  While the daemon holds the store, status, ls, cat, import,\n"
+	  "rm, lock and unlock go through its control socket; other commands wait\n"
+	  "until it stops." },
 	{ "config", cmd_config, 0, "config [KEY=VALUE...]",
 	  "Show or change the store's settings: image.max-bytes (50M), image.max-pixels\n"
 	  "(100000000), image.max-frames (500), image.types (jpeg,png,gif,webp,heic,avif)\n"
@@ -97,6 +111,57 @@ static const struct command commands[] = {
 	{ "audit", cmd_audit, O_LIMIT, "audit [-n N] | audit verify",
 	  "Show the audit trail (the last N entries), or verify its hash chain\n"
 	  "(exit 5 when broken) and print its head hash to anchor elsewhere." },
+	{ "share", cmd_share, O_TTL | O_VARIANT | O_DOWNLOAD | O_USES | O_PARTNER | O_NOT_BEFORE,
+	  "share PATH [--ttl 1h] [--variant original|thumb|pristine] [--download]\n"
+	  "        [--uses N] [--partner NAME] [--not-before TIME]",
+	  "Make a share link to one of your images, signed by the running imgvaultd.\n"
+	  "PATH is ALBUM/NAME or a file inside the mount (MOUNT/ALBUM/VIEW/NAME, in a\n"
+	  "system mount MOUNT/USER/ALBUM/VIEW/NAME; VIEW thumb or pristine picks the\n"
+	  "variant unless --variant is given).  Prints the link on the first line,\n"
+	  "then its preview page, its expiry and its token id (what shares and\n"
+	  "revoke name it by).  The link is a secret: whoever has it can fetch the\n"
+	  "image until it expires.\n"
+	  "  --ttl D          lifetime: 90s, 30m, 1h, 48h, 7d (default share.ttl, 1h;\n"
+	  "                   a partner's own default with --partner); past the\n"
+	  "                   vault's maximum (share.max-ttl, 7d) it is refused\n"
+	  "  --variant V      original (location and device metadata removed, the\n"
+	  "                   default), thumb, or pristine (the first version, as is)\n"
+	  "  --download       served as an attachment, not shown in the browser\n"
+	  "  --uses N         works for N complete downloads\n"
+	  "  --partner NAME   a partner's link: works only from its networks\n"
+	  "  --not-before T   not valid before T: +10m, Unix seconds, or\n"
+	  "                   YYYY-MM-DDTHH:MM:SSZ (UTC)\n"
+	  "With --json: {\"url\", \"page\", \"token_id\", \"not_before\", \"expires\"}." },
+	{ "shares", cmd_shares, O_IMAGE | O_PARTNER, "shares [--image PATH | --partner NAME]",
+	  "List your live links (root in a system store: everyone's): token id,\n"
+	  "variant, partner, uses (\"1/3\", or \"-\" for unlimited), time left, image.\n"
+	  "Links are listed by token id; tokens are never shown again." },
+	{ "revoke", cmd_revoke, O_IMAGE | O_PARTNER, "revoke TOKEN-ID | --image PATH | --partner NAME",
+	  "Revoke one link by its token id (32 hex digits, from share or shares),\n"
+	  "every link to an image (every variant: original, thumb and pristine), or\n"
+	  "every link of yours for a partner (root in a system store: everyone's).\n"
+	  "Prints how many links were revoked." },
+	{ "keys", cmd_keys, 0, "keys [list] | keys rotate | keys retire KID | keys export [FILE]",
+	  "The Ed25519 keys links are signed with.\n"
+	  "list          every key: id, owner, created, current/live/retired\n"
+	  "rotate        a new key signs new links; links of older keys keep working\n"
+	  "retire KID    links signed with key KID (16 hex digits) stop working; the\n"
+	  "              key in use is rotated first\n"
+	  "export [FILE] the public keyring the gateway verifies links with, to FILE\n"
+	  "              (mode 0644) or standard output\n"
+	  "Rotating and retiring are for the vault's owner (root in a system store)." },
+	{ "partner", cmd_partner, O_CIDR | O_TTL | O_MAX_TTL,
+	  "partner add NAME [--cidr CIDR]... [--ttl 48h] [--max-ttl 7d] | partner list\n"
+	  "        | partner disable NAME",
+	  "Partners are named recipients of links: a partner's link works only from\n"
+	  "its networks.\n"
+	  "add NAME       --cidr: an allow-list of IPv4/IPv6 networks (192.0.2.0/24,\n"
+	  "               2001:db8::/32, host bits zero; repeat it or separate with\n"
+	  "               commas; none: anywhere); --ttl: its links' default lifetime\n"
+	  "               (48h); --max-ttl: their maximum (at most share.max-ttl)\n"
+	  "list           the partners and their settings\n"
+	  "disable NAME   every link made for NAME stops working\n"
+	  "Adding and disabling are for the vault's owner (root in a system store)." },
 };
 
 static const char global_help[] =
@@ -108,6 +173,8 @@ static const char global_help[] =
 	"                            /etc/imgvault/server.key)\n"
 	"  -u, --user NAME           act on NAME's vault (root)\n"
 	"      --passphrase-file F   read the passphrase from F's first line\n"
+	"      --control PATH        a running imgvaultd's control socket (default: named\n"
+	"                            in the store's lock, or /run/imgvault/control.sock)\n"
 	"      --new-passphrase-file F   the new passphrase (passwd, recover)\n"
 	"      --recovery-code-file F    the recovery code (recover)\n"
 	"      --no-passphrase       user add: no passphrase slot\n"
@@ -120,6 +187,14 @@ static const char global_help[] =
 	"      --rebuild             thumbs: remake every thumbnail\n"
 	"      --full                rekey: re-encrypt every blob\n"
 	"      --repair              fsck: mark damaged images\n"
+	"      --ttl D, --max-ttl D  share, partner add: lifetimes (90s, 30m, 1h, 7d)\n"
+	"      --variant V           share: original, thumb or pristine\n"
+	"      --download            share: served as an attachment\n"
+	"      --uses N              share: N downloads at most\n"
+	"      --not-before T        share: not valid before T (+10m, Unix time, ISO)\n"
+	"      --partner NAME        share, shares, revoke: a partner's links\n"
+	"      --image PATH          shares, revoke: the links to one image\n"
+	"      --cidr CIDR           partner add: a network it may fetch from\n"
 	"  -n N                      audit: the last N entries\n"
 	"  -y, --yes                 do not ask\n"
 	"      --json                machine-readable output, one JSON object a line\n"
@@ -149,7 +224,8 @@ static void print_command_help(FILE *f, const char *prog, const struct command *
 enum {
 	OPT_PASSFILE = 256, OPT_NEWPASS, OPT_RECOVERY, OPT_NOPASS, OPT_KDF, OPT_PRISTINE,
 	OPT_FULL, OPT_REPAIR, OPT_JSON, OPT_NOPROGRESS, OPT_THUMB, OPT_STRIPPED, OPT_NOTHUMBS,
-	OPT_REBUILD,
+	OPT_REBUILD, OPT_CONTROL, OPT_TTL, OPT_MAX_TTL, OPT_VARIANT, OPT_DOWNLOAD, OPT_USES,
+	OPT_PARTNER, OPT_NOT_BEFORE, OPT_IMAGE, OPT_CIDR,
 };
 
 static const struct option long_options[] = {
@@ -171,6 +247,16 @@ static const struct option long_options[] = {
 	{ "stripped", no_argument, NULL, OPT_STRIPPED },
 	{ "no-thumbs", no_argument, NULL, OPT_NOTHUMBS },
 	{ "rebuild", no_argument, NULL, OPT_REBUILD },
+	{ "control", required_argument, NULL, OPT_CONTROL },
+	{ "ttl", required_argument, NULL, OPT_TTL },
+	{ "max-ttl", required_argument, NULL, OPT_MAX_TTL },
+	{ "variant", required_argument, NULL, OPT_VARIANT },
+	{ "download", no_argument, NULL, OPT_DOWNLOAD },
+	{ "uses", required_argument, NULL, OPT_USES },
+	{ "partner", required_argument, NULL, OPT_PARTNER },
+	{ "not-before", required_argument, NULL, OPT_NOT_BEFORE },
+	{ "image", required_argument, NULL, OPT_IMAGE },
+	{ "cidr", required_argument, NULL, OPT_CIDR },
 	{ "yes", no_argument, NULL, 'y' },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "help", no_argument, NULL, 'h' },
@@ -223,6 +309,22 @@ int main(int argc, char **argv)
 		case OPT_STRIPPED: c.stripped = true; used |= O_STRIPPED; break;
 		case OPT_NOTHUMBS: c.no_thumbs = true; used |= O_NOTHUMBS; break;
 		case OPT_REBUILD: c.rebuild = true; used |= O_REBUILD; break;
+		case OPT_CONTROL: c.control = optarg; break;
+		case OPT_TTL: c.ttl = optarg; used |= O_TTL; break;
+		case OPT_MAX_TTL: c.max_ttl = optarg; used |= O_MAX_TTL; break;
+		case OPT_VARIANT: c.variant = optarg; used |= O_VARIANT; break;
+		case OPT_DOWNLOAD: c.download = true; used |= O_DOWNLOAD; break;
+		case OPT_USES: c.uses = optarg; used |= O_USES; break;
+		case OPT_PARTNER: c.partner = optarg; used |= O_PARTNER; break;
+		case OPT_NOT_BEFORE: c.not_before = optarg; used |= O_NOT_BEFORE; break;
+		case OPT_IMAGE: c.image = optarg; used |= O_IMAGE; break;
+		case OPT_CIDR:
+			if (c.ncidrs == CLI_MAX_CIDRS)
+				return cli_usage(&c, "at most %d --cidr options (each may hold "
+						 "several networks, comma-separated)", CLI_MAX_CIDRS);
+			c.cidrs[c.ncidrs++] = optarg;
+			used |= O_CIDR;
+			break;
 		case 'y': c.yes = true; used |= O_YES; break;
 		case 'q': c.quiet = true; break;
 		case 'h': help = true; break;
@@ -260,7 +362,8 @@ int main(int argc, char **argv)
 	c.nargs = argc - optind;
 	if (!strcmp(cmd->name, "status") || !strcmp(cmd->name, "ls") ||
 	    !strcmp(cmd->name, "cat") || !strcmp(cmd->name, "import") ||
-	    !strcmp(cmd->name, "rm")) {
+	    !strcmp(cmd->name, "rm") || !strcmp(cmd->name, "lock") ||
+	    !strcmp(cmd->name, "unlock")) {
 		int code;
 		if (cli_remote(&c, &code))
 			return code;

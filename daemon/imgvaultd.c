@@ -12,6 +12,7 @@
 #include <fuse_lowlevel.h>
 #include <getopt.h>
 #include <grp.h>
+#include <pwd.h>
 #include <limits.h>
 #include <pthread.h>
 #include <malloc.h>
@@ -34,6 +35,7 @@
 #include "control.h"
 #include "keys.h"
 #include "prompt.h"
+#include "share.h"
 #include "tree.h"
 #include "vault.h"
 
@@ -43,6 +45,7 @@ struct options {
 	const char *server_key, *passphrase_file, *readers_group;
 	const char *extra;       /* -o, passed to FUSE */
 	const char *control;     /* the control socket's path */
+	const char *gateway_user, *keyring;   /* share links */
 };
 
 static const char usage_text[] =
@@ -61,6 +64,12 @@ static const char usage_text[] =
 	"      --allow-root-reads       let root read user content (audited either way)\n"
 	"      --control PATH           the control socket (default: /run/imgvault/ in\n"
 	"                               system mode, $XDG_RUNTIME_DIR/imgvault/ otherwise)\n"
+	"      --gateway-user USER      the user imgvault-gateway runs as: the only one\n"
+	"                               that may fetch through links (system mode;\n"
+	"                               default imgvault-gw if it exists)\n"
+	"      --keyring PATH           where the public signing keys are published for\n"
+	"                               the gateway (default: signing-keys.pub beside\n"
+	"                               the control socket)\n"
 	"  -o OPTIONS                   extra FUSE mount options\n"
 	"  -f, --foreground             stay in the foreground\n"
 	"  -d, --debug                  FUSE debug output (implies -f)\n"
@@ -185,15 +194,116 @@ static int control_path(const struct options *o, char *out, size_t cap)
 	return 0;
 }
 
+/* What the control socket acts on: the tree, and in system mode the server
+ * key, kept (in locked memory) so that root can unlock a user again. */
+struct served {
+	const struct options *o;
+	struct tree *t;
+	struct server_key *sk;
+};
+
 static int ctl_call(void *arg, uint32_t uid, int (*fn)(struct vault_session *, void *),
 		    void *fnarg)
 {
-	return tree_call(arg, uid, fn, fnarg);
+	struct served *sv = arg;
+
+	return tree_call(sv->t, uid, fn, fnarg);
+}
+
+static int ctl_call_vault(void *arg, uint32_t uid, int (*fn)(struct vault *, void *),
+			  void *fnarg)
+{
+	struct served *sv = arg;
+
+	return tree_call_vault(sv->t, uid, fn, fnarg);
+}
+
+/* The uid that may fetch through links: --gateway-user, or imgvault-gw. */
+static int gateway_uid(const struct options *o, uint32_t *uid)
+{
+	const char *name = o->gateway_user ? o->gateway_user : "imgvault-gw";
+	struct passwd *pw = getpwnam(name);
+	char *end;
+	unsigned long n = strtoul(name, &end, 10);
+
+	*uid = CONTROL_NOBODY;
+	if (pw)
+		*uid = pw->pw_uid;
+	else if (o->gateway_user && *name && !*end && n < UINT32_MAX)
+		*uid = (uint32_t)n;
+	else if (o->gateway_user) {
+		logf_(o, 3, "no user '%s': create the gateway's user (useradd --system %s) or "
+		      "give another --gateway-user", name, name);
+		return -1;
+	}
+	return 0;
+}
+
+/* The public keyring's path: --keyring, or beside the control socket. */
+static void keyring_path(const struct options *o, const char *sock, char *out, size_t cap)
+{
+	const char *slash = strrchr(sock, '/');
+
+	if (o->keyring)
+		snprintf(out, cap, "%s", o->keyring);
+	else if (slash)
+		snprintf(out, cap, "%.*s/signing-keys.pub", (int)(slash - sock), sock);
+	else
+		snprintf(out, cap, "signing-keys.pub");
 }
 
 static void ctl_changed(void *arg, int64_t image_id)
 {
-	tree_changed(arg, image_id);
+	struct served *sv = arg;
+
+	tree_changed(sv->t, image_id);
+}
+
+static int ctl_hold(void *arg, uint32_t uid)
+{
+	struct served *sv = arg;
+
+	return tree_hold(sv->t, uid);
+}
+
+static void ctl_unhold(void *arg, uint32_t uid)
+{
+	struct served *sv = arg;
+
+	tree_unhold(sv->t, uid);
+}
+
+static int ctl_lock(void *arg, uint32_t uid, uint32_t actor, struct iverr *e)
+{
+	struct served *sv = arg;
+	int ret = tree_lock_user(sv->t, uid, actor, e);
+
+	if (ret == 0)
+		logf_(sv->o, 6, "uid %u's vault locked (asked by uid %u): its keys are wiped",
+		      uid, actor);
+	return ret;
+}
+
+static int ctl_unlock(void *arg, uint32_t uid, uint32_t actor, const void *pass, size_t len,
+		      struct iverr *e)
+{
+	struct served *sv = arg;
+	int ret;
+
+	if (!pass && !sv->sk)
+		return iverr_set(e, EINVAL, "this daemon holds no server key: unlock with "
+				 "the vault's passphrase");
+	if (pass)
+		ret = tree_unlock_user(sv->t, uid, actor, KEY_SLOT_PASSPHRASE, pass, len, e);
+	else
+		ret = tree_unlock_user(sv->t, uid, actor, KEY_SLOT_SERVER, sv->sk->k,
+				       KEYS_KEY_LEN, e);
+	if (ret == 0)
+		logf_(sv->o, 6, "uid %u's vault unlocked (asked by uid %u)", uid, actor);
+	else
+		logf_(sv->o, 5, "uid %u's vault not unlocked (asked by uid %u): %s", uid, actor,
+		      e->msg);
+	return ret;
 }
 
 struct reloader {
@@ -220,9 +330,10 @@ static void *reload_main(void *arg)
 	return NULL;
 }
 
-/* Unlocks the vaults the tree serves. */
+/* Unlocks the vaults the tree serves.  In system mode the server key is
+ * kept in *sk (the caller frees it) for imgvault unlock. */
 static int unlock_all(const struct options *o, struct vault *v, struct tree *t,
-		      struct iverr *e)
+		      struct server_key **sk_out, struct share_keys **keys, struct iverr *e)
 {
 	struct vault_session *s = NULL;
 	int ret;
@@ -248,8 +359,14 @@ static int unlock_all(const struct options *o, struct vault *v, struct tree *t,
 				vault_session_close(s);
 		}
 		free(uids.v);
+		/* The link signing key is unsealed once, with the server key. */
+		if (ret == 0)
+			ret = share_keys_open(v, sk, NULL, keys, e);
 out_sk:
-		keys_server_free(sk);
+		if (ret == 0)
+			*sk_out = sk;
+		else
+			keys_server_free(sk);
 		return ret;
 	}
 	struct secret pass = { 0 };
@@ -257,6 +374,10 @@ out_sk:
 		return ret;
 	ret = vault_unlock(v, (uint32_t)getuid(), KEY_SLOT_PASSPHRASE, pass.buf, pass.len, &s, e);
 	prompt_secret_free(&pass);
+	if (ret == 0 && (ret = share_keys_open(v, NULL, s, keys, e)) < 0) {
+		vault_session_close(s);
+		return ret;
+	}
 	if (ret == 0 && (ret = tree_add_session(t, s, e)) < 0)
 		vault_session_close(s);
 	return ret;
@@ -274,6 +395,8 @@ int main(int argc, char **argv)
 		{ "debug", no_argument, NULL, 'd' },
 		{ "log-json", no_argument, NULL, 'J' },
 		{ "control", required_argument, NULL, 'C' },
+		{ "gateway-user", required_argument, NULL, 'g' },
+		{ "keyring", required_argument, NULL, 'K' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -286,10 +409,13 @@ int main(int argc, char **argv)
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct tree_config cfg = { .readers_gid = (gid_t)-1, .timeout = 1.0 };
 	struct rlimit no_core = { 0, 0 };
-	char mount_opts[512], sock[256], purpose[320];
+	char mount_opts[512], sock[256], purpose[320], keyring[300];
+	struct share_keys *keys = NULL;
+	uint32_t gw_uid = CONTROL_NOBODY;
 	struct reloader reload;
 	pthread_t reload_thread;
 	struct control *ctl = NULL;
+	struct served served = { .o = &o };
 	int opt, ret = 1;
 
 	setrlimit(RLIMIT_CORE, &no_core);
@@ -308,6 +434,8 @@ int main(int argc, char **argv)
 		case 'd': o.debug = o.foreground = true; break;
 		case 'J': o.json_log = true; break;
 		case 'C': o.control = optarg; break;
+		case 'g': o.gateway_user = optarg; break;
+		case 'K': o.keyring = optarg; break;
 		case 'h': fputs(usage_text, stdout); return 0;
 		case 'V': printf("imgvaultd %s\n", IMGVAULT_VERSION); return 0;
 		default: fputs(usage_text, stderr); return 2;
@@ -354,9 +482,13 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	snprintf(purpose, sizeof(purpose), "imgvaultd control=%s", sock);
+	keyring_path(&o, sock, keyring, sizeof(keyring));
+	if (o.system && gateway_uid(&o, &gw_uid) < 0)
+		return 1;
 	if ((ret = vault_open(o.store, purpose, &v, &e)) < 0 ||
 	    (ret = tree_new(v, &cfg, &t, &e)) < 0 ||
-	    (ret = unlock_all(&o, v, t, &e)) < 0) {
+	    (ret = unlock_all(&o, v, t, &served.sk, &keys, &e)) < 0 ||
+	    (ret = share_keys_publish(v, keyring, &e)) < 0) {
 		logf_(&o, 3, "cannot serve %s: %s", o.store, e.msg);
 		ret = cli_exit_code(ret);
 		goto out;
@@ -392,6 +524,7 @@ int main(int argc, char **argv)
 	if (pthread_create(&reload_thread, NULL, reload_main, &reload) == 0)
 		pthread_detach(reload_thread);
 	tree_set_fuse(t, se);
+	served.t = t;
 	if ((ret = tree_start(t, &e)) < 0) {
 		logf_(&o, 3, "cannot start: %s", e.msg);
 		ret = 1;
@@ -399,7 +532,12 @@ int main(int argc, char **argv)
 	}
 	{
 		struct control_ops ops = {
-			.call = ctl_call, .changed = ctl_changed, .arg = t, .store = o.store,
+			.call = ctl_call, .changed = ctl_changed, .hold = ctl_hold,
+			.unhold = ctl_unhold, .lock = ctl_lock, .unlock = ctl_unlock,
+			.arg = &served, .store = o.store,
+			.call_vault = ctl_call_vault, .keys = keys, .keyring = keyring,
+			.gateway_uid = gw_uid,
+			.owner_uid = o.system ? CONTROL_NOBODY : (uint32_t)getuid(),
 			.mountpoint = o.mountpoint, .system = o.system,
 			.max_bytes = vault_limits(v)->max_bytes,
 		};
@@ -428,6 +566,8 @@ out_session:
 out:
 	fuse_opt_free_args(&args);
 	tree_free(t);
+	keys_server_free(served.sk);
+	share_keys_free(keys);
 	vault_close(v);
 	return ret;
 }

@@ -35,15 +35,35 @@ enum proto_type {
 	P_DATA = 8,        /* data */
 	P_IMPORT = 9,      /* album, name; then DATA…, END */
 	P_RM = 10,         /* album, name */
-	P_TYPE_MAX = 10,
+	P_LOCK = 11,       /* [uid] */
+	P_UNLOCK = 12,     /* [uid], [passphrase] */
+	P_SHARE = 13,      /* album, name, [variant, disposition, ttl, not-before,
+			    * uses, partner] -> OK: token, token id, times, url */
+	P_SHARES = 14,     /* [album, name | partner] -> ENTRY… END */
+	P_REVOKE = 15,     /* token id | album, name | partner -> OK: count */
+	P_KEYS = 16,       /* op: list | rotate | retire (kid) | export */
+	P_PARTNER = 17,    /* op: list | add | disable; partner, cidrs, ttl, max-ttl */
+	P_FETCH_OPEN = 18, /* token, client -> OK: what the link serves */
+	P_FETCH_BODY = 19, /* offset, length: the body about to be sent */
+	P_FETCH_READ = 20, /* offset, length -> DATA */
+	P_FETCH_DONE = 21, /* status, bytes, complete -> OK */
+	P_TYPE_MAX = 21,
 };
 
 enum proto_tag {
 	T_ALBUM = 1, T_NAME = 2, T_VARIANT = 3, T_ERRNO = 4, T_MESSAGE = 5, T_SIZE = 6,
 	T_MIME = 7, T_MTIME = 8, T_STORE = 9, T_MOUNT = 10, T_USERS = 11, T_PENDING = 12,
 	T_DATA = 13, T_ID = 14, T_SHA256 = 15, T_DAMAGED = 16, T_KIND = 17, T_MODE = 18,
-	T_WIDTH = 19, T_HEIGHT = 20,
+	T_WIDTH = 19, T_HEIGHT = 20, T_PASSPHRASE = 21, T_UID = 22,
+	T_TOKEN = 23, T_DISPOSITION = 24, T_TTL = 25, T_NOT_BEFORE = 26, T_USES = 27,
+	T_PARTNER = 28, T_TOKEN_ID = 29, T_EXPIRES = 30, T_URL = 31, T_COUNT = 32, T_KID = 33,
+	T_CREATED = 34, T_RETIRED = 35, T_CIDRS = 36, T_MAX_TTL = 37, T_DISABLED = 38,
+	T_CLIENT = 39, T_ETAG = 40, T_OFFSET = 41, T_LENGTH = 42, T_STATUS = 43, T_BYTES = 44,
+	T_COMPLETE = 45, T_OP = 46, T_USES_MAX = 47, T_CURRENT = 48, T_OWNER = 49,
 };
+
+/* The longest passphrase an UNLOCK carries. */
+#define PROTO_PASSPHRASE_MAX 1024
 
 struct proto_field {
 	uint8_t tag;

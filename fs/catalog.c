@@ -1,4 +1,5 @@
 #include "catalog.h"
+#include "catalog_i.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,26 +68,27 @@ static const char *const migrations[] = {
 	"ALTER TABLE images ADD COLUMN comment_enc BLOB;"
 	"ALTER TABLE images ADD COLUMN expires INTEGER NOT NULL DEFAULT 0;"
 	"CREATE INDEX images_expires ON images(expires) WHERE expires > 0;",
+	/* 3 -> 4: share links: signing keys, partners, minted links */
+	"CREATE TABLE signing_keys("
+	"  kid BLOB PRIMARY KEY, owner INTEGER NOT NULL, public BLOB NOT NULL,"
+	"  secret_enc BLOB NOT NULL, created INTEGER NOT NULL,"
+	"  retired INTEGER NOT NULL DEFAULT 0);"
+	"CREATE TABLE partners("
+	"  id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, cidrs TEXT NOT NULL,"
+	"  ttl INTEGER NOT NULL, max_ttl INTEGER NOT NULL,"
+	"  disabled INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL);"
+	"CREATE TABLE shares("
+	"  tid BLOB PRIMARY KEY, kid BLOB NOT NULL, uid INTEGER NOT NULL,"
+	"  image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,"
+	"  variant INTEGER NOT NULL, disposition INTEGER NOT NULL,"
+	"  not_before INTEGER NOT NULL, expires INTEGER NOT NULL,"
+	"  partner_id INTEGER NOT NULL, uses_max INTEGER NOT NULL,"
+	"  uses INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL,"
+	"  revoked INTEGER NOT NULL DEFAULT 0);"
+	"CREATE INDEX shares_image ON shares(image_id);"
+	"CREATE INDEX shares_uid ON shares(uid, expires);",
 };
 
-enum stmt {
-	S_META_GET, S_META_SET,
-	S_USER_ADD, S_USER_GET, S_USER_UPDATE, S_USER_DELETE, S_USER_LIST, S_USER_USAGE,
-	S_SLOT_PUT, S_SLOT_GET, S_SLOT_WIPE, S_SLOT_DELETE, S_SLOT_KINDS,
-	S_ALBUM_ADD, S_ALBUM_GET, S_ALBUM_FIND, S_ALBUM_UPDATE, S_ALBUM_COUNT,
-	S_ALBUM_DELETE, S_ALBUM_LIST,
-	S_IMAGE_ADD, S_IMAGE_GET, S_IMAGE_FIND, S_IMAGE_UPDATE, S_IMAGE_DELETE,
-	S_IMAGE_LIST, S_IMAGE_LIST_USER,
-	S_VERSION_ADD, S_VERSION_GET, S_VERSION_UPDATE, S_VERSION_DELETE,
-	S_VERSION_LIST_USER, S_BLOB_REF,
-	S_AUDIT_INSERT, S_AUDIT_LAST, S_AUDIT_LIST,
-	S_THUMB_PUT, S_THUMB_GET, S_THUMB_DELETE, S_THUMB_LIST_USER,
-	S_QUEUE_PUSH, S_QUEUE_DELETE, S_QUEUE_LIST, S_QUEUE_COUNT,
-	S_TAGS_GET, S_TAGS_SET, S_COMMENT_GET, S_COMMENT_SET, S_EXPIRES_GET, S_EXPIRES_SET,
-	S_EXPIRED,
-	S_BEGIN, S_COMMIT, S_ROLLBACK,
-	S_COUNT
-};
 
 #define USER_COLS "uid, created, web_read, quota, key_epoch, rekey, prev_uk"
 #define ALBUM_COLS "id, uid, pid, name_idx, name_enc, created"
@@ -94,6 +96,11 @@ enum stmt {
 		   "pristine_version, damaged, created, mtime"
 #define VERSION_COLS "id, image_id, blob_id, size, attrs_enc, key_epoch, created"
 #define AUDIT_COLS "seq, time, actor, subject, action, object, result, detail, hash"
+
+#define SIGNKEY_COLS "kid, owner, public, secret_enc, created, retired"
+#define PARTNER_COLS "id, name, cidrs, ttl, max_ttl, disabled, created"
+#define SHARE_COLS "tid, kid, uid, image_id, variant, disposition, not_before, expires," \
+		   " partner_id, uses_max, uses, created, revoked"
 
 static const char *const stmt_sql[S_COUNT] = {
 	[S_META_GET] = "SELECT value FROM meta WHERE key = ?1",
@@ -174,6 +181,31 @@ static const char *const stmt_sql[S_COUNT] = {
 			   " VALUES (?9, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
 	[S_AUDIT_LAST] = "SELECT " AUDIT_COLS " FROM audit ORDER BY seq DESC LIMIT 1",
 	[S_AUDIT_LIST] = "SELECT " AUDIT_COLS " FROM audit ORDER BY seq",
+	[S_SIGNKEY_ADD] = "INSERT INTO signing_keys(" SIGNKEY_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	[S_SIGNKEY_GET] = "SELECT " SIGNKEY_COLS " FROM signing_keys WHERE kid = ?1",
+	[S_SIGNKEY_LIST] = "SELECT " SIGNKEY_COLS " FROM signing_keys ORDER BY created, kid",
+	[S_SIGNKEY_RETIRE] = "UPDATE signing_keys SET retired = ?2 WHERE kid = ?1 AND retired = 0",
+	[S_SIGNKEY_RESEAL] = "UPDATE signing_keys SET secret_enc = ?2 WHERE kid = ?1",
+	[S_PARTNER_ADD] = "INSERT INTO partners(name, cidrs, ttl, max_ttl, disabled, created)"
+			  " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	[S_PARTNER_GET] = "SELECT " PARTNER_COLS " FROM partners WHERE id = ?1",
+	[S_PARTNER_FIND] = "SELECT " PARTNER_COLS " FROM partners WHERE name = ?1",
+	[S_PARTNER_LIST] = "SELECT " PARTNER_COLS " FROM partners ORDER BY name",
+	[S_PARTNER_UPDATE] = "UPDATE partners SET cidrs = ?2, ttl = ?3, max_ttl = ?4,"
+			     " disabled = ?5 WHERE id = ?1",
+	[S_SHARE_ADD] = "INSERT INTO shares(" SHARE_COLS ")"
+			" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+	[S_SHARE_GET] = "SELECT " SHARE_COLS " FROM shares WHERE tid = ?1",
+	[S_SHARE_LIST] = "SELECT " SHARE_COLS " FROM shares WHERE (?1 < 0 OR uid = ?1)"
+			 " AND (?2 = 0 OR image_id = ?2) AND (?3 = 0 OR partner_id = ?3)"
+			 " AND revoked = 0 AND expires > ?4 ORDER BY created, tid",
+	[S_SHARE_REVOKE_ID] = "UPDATE shares SET revoked = ?2 WHERE tid = ?1 AND revoked = 0",
+	[S_SHARE_REVOKE_IMAGE] = "UPDATE shares SET revoked = ?2 WHERE image_id = ?1"
+				 " AND revoked = 0",
+	[S_SHARE_REVOKE_PARTNER] = "UPDATE shares SET revoked = ?2 WHERE partner_id = ?1"
+				   " AND (?3 < 0 OR uid = ?3) AND revoked = 0",
+	[S_SHARE_USE] = "UPDATE shares SET uses = uses + 1 WHERE tid = ?1",
+	[S_SHARE_PURGE] = "DELETE FROM shares WHERE expires < ?1",
 	[S_BEGIN] = "BEGIN IMMEDIATE",
 	[S_COMMIT] = "COMMIT",
 	[S_ROLLBACK] = "ROLLBACK",
@@ -188,7 +220,7 @@ struct catalog {
 };
 
 /* Maps a sqlite failure onto an errno and a message. */
-static int db_fail(struct catalog *c, int rc, const char *what, struct iverr *e)
+int db_fail(struct catalog *c, int rc, const char *what, struct iverr *e)
 {
 	int code;
 	const char *hint = "";
@@ -233,7 +265,7 @@ static int db_fail(struct catalog *c, int rc, const char *what, struct iverr *e)
 			 sqlite3_errmsg(c->db), hint);
 }
 
-static sqlite3_stmt *stmt_get(struct catalog *c, enum stmt s)
+sqlite3_stmt *stmt_get(struct catalog *c, enum stmt s)
 {
 	sqlite3_stmt *st = c->stmt[s];
 	sqlite3_reset(st);
@@ -242,7 +274,7 @@ static sqlite3_stmt *stmt_get(struct catalog *c, enum stmt s)
 }
 
 /* Runs a statement that returns no rows. */
-static int stmt_exec(struct catalog *c, sqlite3_stmt *st, const char *what, struct iverr *e)
+int stmt_exec(struct catalog *c, sqlite3_stmt *st, const char *what, struct iverr *e)
 {
 	int rc = sqlite3_step(st);
 	sqlite3_reset(st);
@@ -252,7 +284,7 @@ static int stmt_exec(struct catalog *c, sqlite3_stmt *st, const char *what, stru
 }
 
 /* Steps to the one expected row: 0, -ENOENT, or a failure. */
-static int stmt_row(struct catalog *c, sqlite3_stmt *st, const char *what, struct iverr *e)
+int stmt_row(struct catalog *c, sqlite3_stmt *st, const char *what, struct iverr *e)
 {
 	int rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
@@ -263,7 +295,7 @@ static int stmt_row(struct catalog *c, sqlite3_stmt *st, const char *what, struc
 	return db_fail(c, rc, what, e);
 }
 
-static void copy_blob(sqlite3_stmt *st, int col, uint8_t *dst, size_t cap, size_t *len)
+void copy_blob(sqlite3_stmt *st, int col, uint8_t *dst, size_t cap, size_t *len)
 {
 	size_t n = (size_t)sqlite3_column_bytes(st, col);
 	const void *p = sqlite3_column_blob(st, col);
@@ -276,10 +308,15 @@ static void copy_blob(sqlite3_stmt *st, int col, uint8_t *dst, size_t cap, size_
 		*len = n;
 }
 
-static void copy_text(sqlite3_stmt *st, int col, char *dst, size_t cap)
+void copy_text(sqlite3_stmt *st, int col, char *dst, size_t cap)
 {
 	const unsigned char *p = sqlite3_column_text(st, col);
 	snprintf(dst, cap, "%s", p ? (const char *)p : "");
+}
+
+int catalog_changes(struct catalog *c)
+{
+	return sqlite3_changes(c->db);
 }
 
 static int exec_sql(struct catalog *c, const char *sql, const char *what, struct iverr *e)

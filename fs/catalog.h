@@ -23,7 +23,7 @@
 #include "keys.h"
 
 /* The newest schema this code reads and writes. */
-#define CATALOG_SCHEMA_VERSION 3
+#define CATALOG_SCHEMA_VERSION 4
 
 #define CATALOG_PID_LEN    16
 #define CATALOG_INDEX_LEN  32
@@ -257,5 +257,87 @@ int catalog_audit_insert(struct catalog *c, struct catalog_audit *a, struct iver
 int catalog_audit_last(struct catalog *c, struct catalog_audit *a, struct iverr *e);
 typedef int (*catalog_audit_fn)(const struct catalog_audit *a, void *arg);
 int catalog_audit_list(struct catalog *c, catalog_audit_fn fn, void *arg, struct iverr *e);
+
+/* ---- share links (schema 4, catalog_share.c) ------------------------------ */
+
+#define CATALOG_SIGNKEY_ENC_LEN (64 + KEYS_SEAL_OVERHEAD)
+#define CATALOG_PARTNER_NAME_MAX 64
+#define CATALOG_CIDRS_MAX 1024
+
+/* A link signing key: the public half in the clear, the secret sealed under
+ * the server key (owner -1: the vault's) or a user's key (owner = uid: a
+ * desktop store's). */
+struct catalog_signkey {
+	uint8_t kid[8];
+	int64_t owner;
+	uint8_t pk[32];
+	uint8_t secret_enc[CATALOG_SIGNKEY_ENC_LEN];
+	int64_t created;
+	int64_t retired;             /* 0, or when it was retired */
+};
+
+struct catalog_partner {
+	int64_t id;
+	char name[CATALOG_PARTNER_NAME_MAX + 1];
+	char cidrs[CATALOG_CIDRS_MAX];     /* comma-separated; empty: anywhere */
+	int64_t ttl, max_ttl;              /* seconds */
+	bool disabled;
+	int64_t created;
+};
+
+/* A minted link (never the token itself: its id and what it grants). */
+struct catalog_share {
+	uint8_t tid[16];
+	uint8_t kid[8];
+	uint32_t uid;
+	int64_t image_id;
+	int variant, disposition;
+	int64_t not_before, expires;
+	int64_t partner_id;          /* 0: none */
+	uint32_t uses_max, uses;     /* uses_max 0: unlimited */
+	int64_t created;
+	int64_t revoked;             /* 0, or when */
+};
+
+int catalog_signkey_add(struct catalog *c, const struct catalog_signkey *k, struct iverr *e);
+int catalog_signkey_get(struct catalog *c, const uint8_t kid[8], struct catalog_signkey *k,
+			struct iverr *e);
+typedef int (*catalog_signkey_fn)(const struct catalog_signkey *k, void *arg);
+int catalog_signkey_list(struct catalog *c, catalog_signkey_fn fn, void *arg, struct iverr *e);
+/* -ENOENT when there is no such live key. */
+int catalog_signkey_retire(struct catalog *c, const uint8_t kid[8], int64_t when,
+			   struct iverr *e);
+int catalog_signkey_reseal(struct catalog *c, const uint8_t kid[8],
+			   const uint8_t enc[CATALOG_SIGNKEY_ENC_LEN], struct iverr *e);
+
+/* Sets p->id; -EEXIST if the name is taken. */
+int catalog_partner_add(struct catalog *c, struct catalog_partner *p, struct iverr *e);
+int catalog_partner_get(struct catalog *c, int64_t id, struct catalog_partner *p,
+			struct iverr *e);
+int catalog_partner_find(struct catalog *c, const char *name, struct catalog_partner *p,
+			 struct iverr *e);
+typedef int (*catalog_partner_fn)(const struct catalog_partner *p, void *arg);
+int catalog_partner_list(struct catalog *c, catalog_partner_fn fn, void *arg, struct iverr *e);
+int catalog_partner_update(struct catalog *c, const struct catalog_partner *p, struct iverr *e);
+
+int catalog_share_add(struct catalog *c, const struct catalog_share *s, struct iverr *e);
+int catalog_share_get(struct catalog *c, const uint8_t tid[16], struct catalog_share *s,
+		      struct iverr *e);
+/* Live links (unrevoked, unexpired at @now), filtered by @uid (-1: all),
+ * @image_id and @partner_id (0: any). */
+typedef int (*catalog_share_fn)(const struct catalog_share *s, void *arg);
+int catalog_share_list(struct catalog *c, int64_t uid, int64_t image_id, int64_t partner_id,
+		       int64_t now, catalog_share_fn fn, void *arg, struct iverr *e);
+/* Revocations; *n is how many links they revoked. */
+int catalog_share_revoke_id(struct catalog *c, const uint8_t tid[16], int64_t when,
+			    size_t *n, struct iverr *e);
+int catalog_share_revoke_image(struct catalog *c, int64_t image_id, int64_t when, size_t *n,
+			       struct iverr *e);
+/* @uid -1: every user's links with the partner. */
+int catalog_share_revoke_partner(struct catalog *c, int64_t partner_id, int64_t uid,
+				 int64_t when, size_t *n, struct iverr *e);
+int catalog_share_use(struct catalog *c, const uint8_t tid[16], struct iverr *e);
+/* Forgets links that expired before @before. */
+int catalog_share_purge(struct catalog *c, int64_t before, struct iverr *e);
 
 #endif

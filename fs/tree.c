@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "image.h"
 #include "thumbnailer.h"
 
@@ -47,8 +49,9 @@ struct user_ctx {
 	uint32_t uid;
 	gid_t gid;                   /* primary group */
 	char name[64];
-	struct vault_session *s;
-	struct thumbnailer *thumbs;
+	struct vault_session *s;     /* NULL while locked (tree_lock_user) */
+	struct thumbnailer *thumbs;  /* NULL while locked */
+	unsigned holds;              /* control-socket uses outside the lock (tree_hold) */
 };
 
 /* A cache invalidation to send outside any request handler. */
@@ -56,6 +59,11 @@ struct notice {
 	fuse_ino_t ino;
 	fuse_ino_t parent;           /* with @name: an entry */
 	char name[CATALOG_NAME_MAX + 1];
+};
+
+struct notices {
+	struct notice *v;
+	size_t n, cap;
 };
 
 struct handle {
@@ -77,6 +85,7 @@ struct handle {
 
 struct dirent_buf {
 	pthread_mutex_t lock;        /* a reply from data against releasedir */
+	struct user_ctx *u;          /* whose names these are; NULL: the system root */
 	char *data;
 	size_t len, cap;
 };
@@ -90,8 +99,7 @@ struct tree {
 	struct user_ctx *users;
 	size_t nusers;
 	struct handle *handles;
-	struct notice *notices;
-	size_t nnotices, cap_notices;
+	struct notices notices;      /* for the worker to send */
 	pthread_t worker;
 	bool worker_running, stop;
 	pthread_key_t sniffer_key;   /* one libmagic handle per FUSE thread */
@@ -146,21 +154,44 @@ static struct user_ctx *user_by_uid(struct tree *t, uint32_t uid)
 	return NULL;
 }
 
-/* Queues an invalidation; the worker thread sends it. */
-static void notice(struct tree *t, fuse_ino_t ino, fuse_ino_t parent, const char *name)
+static int notices_push(struct notices *l, fuse_ino_t ino, fuse_ino_t parent,
+			const char *name, size_t len)
 {
-	if (t->nnotices == t->cap_notices) {
-		size_t cap = t->cap_notices ? 2 * t->cap_notices : 16;
-		struct notice *p = realloc(t->notices, cap * sizeof(*p));
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 16;
+		struct notice *p = realloc(l->v, cap * sizeof(*p));
 		if (!p)
-			return;   /* caches expire by their timeout anyway */
-		t->notices = p;
-		t->cap_notices = cap;
+			return -ENOMEM;
+		l->v = p;
+		l->cap = cap;
 	}
-	struct notice *n = &t->notices[t->nnotices++];
+	struct notice *n = &l->v[l->n++];
 	n->ino = ino;
 	n->parent = parent;
-	snprintf(n->name, sizeof(n->name), "%s", name ? name : "");
+	snprintf(n->name, sizeof(n->name), "%.*s", (int)len, name ? name : "");
+	return 0;
+}
+
+/* Sends invalidations to the kernel.  Never with the lock held: the
+ * kernel may call back in. */
+static void notices_send(struct tree *t, const struct notices *l)
+{
+	if (!t->se)
+		return;
+	for (size_t i = 0; i < l->n; i++) {
+		const struct notice *n = &l->v[i];
+		if (n->name[0])
+			fuse_lowlevel_notify_inval_entry(t->se, n->parent, n->name, strlen(n->name));
+		else
+			fuse_lowlevel_notify_inval_inode(t->se, n->ino, 0, 0);
+	}
+}
+
+/* Queues an invalidation; the worker thread sends it.  Lock held. */
+static void notice(struct tree *t, fuse_ino_t ino, fuse_ino_t parent, const char *name)
+{
+	/* Out of memory: caches expire by their timeout anyway. */
+	notices_push(&t->notices, ino, parent, name, name ? strlen(name) : 0);
 	pthread_cond_broadcast(&t->changed);
 }
 
@@ -375,6 +406,19 @@ static int allowed(struct tree *t, fuse_req_t req, struct user_ctx *u, enum view
 	return -EACCES;
 }
 
+/*
+ * allowed(), and the vault's keys at hand: below a locked vault's own
+ * directory nothing can be read or changed, whoever asks (docs/MOUNT.md).
+ * Lock held.
+ */
+static int reachable(struct tree *t, fuse_req_t req, struct user_ctx *u, enum view view,
+		     bool write)
+{
+	int ret = allowed(t, req, u, view, write);
+
+	return ret == 0 && !u->s ? -EACCES : ret;
+}
+
 /* The owner of a node, or NULL (-ENOENT). */
 static struct user_ctx *owner_of(struct tree *t, fuse_ino_t ino, int64_t *album, int *view)
 {
@@ -486,6 +530,9 @@ static int node_attr(struct tree *t, fuse_req_t req, fuse_ino_t ino, struct hand
 	if ((ret = allowed(t, req, u, view, false)) < 0 && !IS_FILE(ino) &&
 	    INO_KIND(ino) != K_VIEW)
 		ret = 0;   /* a directory's own attributes are not content */
+	/* Locked: the vault's own directory stays, nothing below it. */
+	if (ret == 0 && !u->s && INO_KIND(ino) != K_ROOT && INO_KIND(ino) != K_USER)
+		ret = -EACCES;
 	if (ret < 0)
 		return ret;
 	if (!IS_FILE(ino)) {
@@ -569,7 +616,8 @@ static void tree_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		ret = -ENOENT;
 		goto out;
 	}
-	if ((ret = allowed(t, req, u, INO_KIND(parent) == K_VIEW ? view : V_ORIGINAL, false)) < 0)
+	if ((ret = reachable(t, req, u, INO_KIND(parent) == K_VIEW ? view : V_ORIGINAL,
+			     false)) < 0)
 		goto out;
 	switch (INO_KIND(parent)) {
 	case K_ROOT:
@@ -690,8 +738,9 @@ static void tree_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
 		if (!u)
 			ret = -ENOENT;
 		else
-			ret = allowed(t, req, u, view, false);
+			ret = reachable(t, req, u, view, false);
 	}
+	b->u = u;
 	if (ret == 0)
 		ret = dirbuf_add(req, b, ".", ino, S_IFDIR);
 	if (ret == 0)
@@ -742,6 +791,27 @@ out:
 	fuse_reply_open(req, fi);
 }
 
+/*
+ * Whether the vault whose names @b holds was locked since opendir; then
+ * the names are wiped, and the directory answers EACCES like a new one.
+ */
+static bool dirbuf_locked(struct tree *t, struct dirent_buf *b)
+{
+	bool locked;
+
+	pthread_mutex_lock(&t->lock);
+	locked = b->u && !b->u->s;
+	pthread_mutex_unlock(&t->lock);
+	if (locked) {
+		pthread_mutex_lock(&b->lock);
+		if (b->data)
+			sodium_memzero(b->data, b->cap);
+		b->len = 0;
+		pthread_mutex_unlock(&b->lock);
+	}
+	return locked;
+}
+
 static void tree_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			 struct fuse_file_info *fi)
 {
@@ -749,6 +819,10 @@ static void tree_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	size_t start = (size_t)off, end;
 
 	(void)ino;
+	if (dirbuf_locked(tree_of(req), b)) {
+		fuse_reply_err(req, EACCES);
+		return;
+	}
 	if (start >= b->len) {
 		fuse_reply_buf(req, NULL, 0);
 		return;
@@ -799,7 +873,7 @@ static void tree_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode
 	/* The caller first: whoever may not write here learns nothing more. */
 	if (!u)
 		ret = t->cfg.system && INO_KIND(parent) == K_ROOT ? -EPERM : -ENOENT;
-	else if ((ret = allowed(t, req, u, V_ORIGINAL, true)) == 0) {
+	else if ((ret = reachable(t, req, u, V_ORIGINAL, true)) == 0) {
 		if (INO_KIND(parent) != K_USER && INO_KIND(parent) != K_ROOT)
 			ret = -EPERM;   /* albums hold the three views, nothing else */
 		else if ((ret = vault_album_create(u->s, name, strlen(name), &id, NULL)) == 0)
@@ -823,7 +897,7 @@ static void tree_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	u = owner_of(t, parent, &album, &view);
 	if (!u)
 		ret = t->cfg.system && INO_KIND(parent) == K_ROOT ? -EPERM : -ENOENT;
-	else if ((ret = allowed(t, req, u, V_ORIGINAL, true)) == 0) {
+	else if ((ret = reachable(t, req, u, V_ORIGINAL, true)) == 0) {
 		if (INO_KIND(parent) != K_USER && INO_KIND(parent) != K_ROOT)
 			ret = -EPERM;   /* the views go with their album */
 		else if ((ret = vault_album_find(u->s, name, strlen(name), &id, NULL)) == 0)
@@ -931,6 +1005,8 @@ static int wait_thumb(struct tree *t, struct user_ctx *u, int64_t image_id)
 	clock_gettime(CLOCK_REALTIME, &until);
 	until.tv_sec += THUMB_WAIT_SECONDS;
 	for (;;) {
+		if (!u->s)
+			return -EACCES;   /* locked while it waited */
 		if ((ret = vault_image_get(u->s, image_id, &im, NULL)) < 0)
 			return ret;
 		if (im.thumb_ready)
@@ -969,7 +1045,7 @@ static void tree_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		ret = -EACCES;   /* thumb/ and pristine/ are read-only */
 		goto out;
 	}
-	if ((ret = allowed(t, req, u, view, write)) < 0)
+	if ((ret = reachable(t, req, u, view, write)) < 0)
 		goto out;
 	/* A writer is not to share the inode of the version readers read
 	 * (name_ino): ESTALE makes the kernel look the name up again, and
@@ -1205,7 +1281,7 @@ static void tree_create(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 		ret = -ENOENT;
 	else if (INO_KIND(parent) != K_VIEW || view != V_ORIGINAL)
 		ret = -EACCES;   /* images are created in original/ only */
-	else if ((ret = allowed(t, req, u, V_ORIGINAL, true)) == 0 &&
+	else if ((ret = reachable(t, req, u, V_ORIGINAL, true)) == 0 &&
 		 (ret = vault_image_create(u->s, album, name, strlen(name), &im, NULL)) == 0 &&
 		 !(h = handle_new(t, u, FILE_INO(im.id, V_ORIGINAL), im.id, V_ORIGINAL)))
 		ret = -ENOMEM;
@@ -1271,7 +1347,7 @@ static void tree_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int 
 		ret = INO_KIND(ino) == K_ROOT ? -EPERM : -ENOENT;   /* the system root */
 	else if (to_set & (FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MODE |
 			   FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))
-		ret = allowed(t, req, u, view, true);
+		ret = reachable(t, req, u, view, true);
 	if (ret == 0 && (to_set & (FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_MTIME)) &&
 	    IS_FILE(ino) && view != V_ORIGINAL)
 		ret = -EACCES;   /* thumb/ and pristine/ are read-only */
@@ -1352,7 +1428,7 @@ static void tree_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		ret = -EPERM;
 	else if (view != V_ORIGINAL)
 		ret = -EACCES;   /* delete the image in original/ */
-	else if ((ret = allowed(t, req, u, view, true)) == 0 &&
+	else if ((ret = reachable(t, req, u, view, true)) == 0 &&
 		 (ret = vault_image_find(u->s, album, name, strlen(name), &im, NULL)) == 0 &&
 		 (ret = vault_image_remove(u->s, im.id, NULL)) == 0) {
 		notice_image(t, im.id);
@@ -1387,7 +1463,7 @@ static void tree_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		ret = -EXDEV;   /* between two users' vaults: copy, not rename */
 		goto out;
 	}
-	if ((ret = allowed(t, req, u, V_ORIGINAL, true)) < 0)
+	if ((ret = reachable(t, req, u, V_ORIGINAL, true)) < 0)
 		goto out;
 	if ((INO_KIND(parent) == K_USER || INO_KIND(parent) == K_ROOT) &&
 	    INO_KIND(newparent) == INO_KIND(parent)) {
@@ -1488,7 +1564,7 @@ static int xattr_target(struct tree *t, fuse_req_t req, fuse_ino_t ino, bool wri
 		return -ENOENT;
 	if (write && view != V_ORIGINAL)
 		return -EACCES;
-	return allowed(t, req, *u, view, write);
+	return reachable(t, req, *u, view, write);
 }
 
 /* Answers a getxattr or listxattr: the size when @size is 0, else the bytes. */
@@ -1621,9 +1697,7 @@ static void log_damaged(void *arg, int64_t image_id, const char *why)
 static void *worker_main(void *arg)
 {
 	struct tree *t = arg;
-	struct notice *batch = NULL;
-	size_t n = 0;
-
+	struct notices batch;
 	time_t last_expiry = 0;
 
 	pthread_mutex_lock(&t->lock);
@@ -1635,6 +1709,8 @@ static void *worker_main(void *arg)
 			last_expiry = time(NULL);
 			for (size_t i = 0; i < t->nusers; i++) {
 				size_t removed = 0;
+				if (!t->users[i].s)
+					continue;   /* locked: its images expire at unlock */
 				iverr_clear(&e);
 				if (vault_expire(t->users[i].s, (int64_t)last_expiry, &removed, &e) < 0)
 					tree_log(t, 3, "uid %u: expiry: %s", t->users[i].uid, e.msg);
@@ -1648,7 +1724,7 @@ static void *worker_main(void *arg)
 			struct thumbnailer_report r = { 0 };
 			int ret;
 			if (!t->users[i].thumbs)
-				continue;
+				continue;   /* none, or locked: the queue waits for unlock */
 			iverr_clear(&e);
 			ret = thumbnailer_run(t->users[i].thumbs, false, 0, NULL, log_damaged,
 					      &t->users[i], &r, &e);
@@ -1663,22 +1739,13 @@ static void *worker_main(void *arg)
 		}
 		/* Notices go out without the lock: the kernel may call back in. */
 		batch = t->notices;
-		n = t->nnotices;
-		t->notices = NULL;
-		t->nnotices = t->cap_notices = 0;
-		if (n && t->se) {
+		memset(&t->notices, 0, sizeof(t->notices));
+		if (batch.n && t->se) {
 			pthread_mutex_unlock(&t->lock);
-			for (size_t i = 0; i < n; i++) {
-				if (batch[i].name[0])
-					fuse_lowlevel_notify_inval_entry(t->se, batch[i].parent,
-									 batch[i].name,
-									 strlen(batch[i].name));
-				else
-					fuse_lowlevel_notify_inval_inode(t->se, batch[i].ino, 0, 0);
-			}
+			notices_send(t, &batch);
 			pthread_mutex_lock(&t->lock);
 		}
-		free(batch);
+		free(batch.v);
 		clock_gettime(CLOCK_REALTIME, &until);
 		until.tv_nsec += 100 * 1000 * 1000;
 		if (until.tv_nsec >= 1000000000) {
@@ -1752,7 +1819,8 @@ int tree_start(struct tree *t, struct iverr *e)
 	int ret;
 
 	for (size_t i = 0; i < t->nusers; i++)
-		if ((ret = thumbnailer_start(t->users[i].s, 1, &t->users[i].thumbs, e)) < 0)
+		if (t->users[i].s &&
+		    (ret = thumbnailer_start(t->users[i].s, 1, &t->users[i].thumbs, e)) < 0)
 			return ret;
 	if (pthread_create(&t->worker, NULL, worker_main, t) != 0)
 		return iverr_set(e, EAGAIN, "cannot start the background thread");
@@ -1794,7 +1862,7 @@ void tree_free(struct tree *t)
 	for (size_t i = 0; i < t->nusers; i++)
 		vault_session_close(t->users[i].s);
 	free(t->users);
-	free(t->notices);
+	free(t->notices.v);
 	pthread_key_delete(t->sniffer_key);
 	pthread_cond_destroy(&t->changed);
 	pthread_mutex_destroy(&t->lock);
@@ -1855,7 +1923,215 @@ int tree_call(struct tree *t, uint32_t uid, int (*fn)(struct vault_session *s, v
 	pthread_mutex_lock(&t->lock);
 	u = user_by_uid(t, uid);
 	vault_set_actor(t->v, uid);   /* the audit names the peer, not the daemon */
-	ret = u ? fn(u->s, arg) : -ENOENT;
+	ret = !u ? -ENOENT : !u->s ? -ENOKEY : fn(u->s, arg);
+	vault_set_actor(t->v, (int64_t)getuid());
+	pthread_mutex_unlock(&t->lock);
+	return ret;
+}
+
+int tree_hold(struct tree *t, uint32_t uid)
+{
+	struct user_ctx *u;
+	int ret = 0;
+
+	pthread_mutex_lock(&t->lock);
+	u = user_by_uid(t, uid);
+	if (!u)
+		ret = -ENOENT;
+	else if (!u->s)
+		ret = -ENOKEY;
+	else
+		u->holds++;
+	pthread_mutex_unlock(&t->lock);
+	return ret;
+}
+
+void tree_unhold(struct tree *t, uint32_t uid)
+{
+	struct user_ctx *u;
+
+	pthread_mutex_lock(&t->lock);
+	u = user_by_uid(t, uid);
+	if (u && u->holds)
+		u->holds--;
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* Files open on @u's vault in the mount.  Lock held. */
+static size_t files_open(struct tree *t, const struct user_ctx *u)
+{
+	size_t n = 0;
+
+	for (const struct handle *h = t->handles; h; h = h->next)
+		if (h->u == u)
+			n++;
+	return n;
+}
+
+struct forget_ctx {
+	struct tree *t;
+	struct notices *l;
+	fuse_ino_t home;             /* the vault's own directory */
+	int64_t *albums;
+	size_t nalbums, cap;
+	int64_t album;               /* the one being listed */
+};
+
+static int forget_album(int64_t id, const char *name, size_t len, void *arg)
+{
+	struct forget_ctx *x = arg;
+
+	if (x->nalbums == x->cap) {
+		size_t cap = x->cap ? 2 * x->cap : 16;
+		int64_t *p = realloc(x->albums, cap * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		x->albums = p;
+		x->cap = cap;
+	}
+	x->albums[x->nalbums++] = id;
+	/* Dropping an album's entry drops every entry below it. */
+	return notices_push(x->l, 0, x->home, name, len);
+}
+
+static int forget_image(const struct vault_image *im, void *arg)
+{
+	struct forget_ctx *x = arg;
+	struct tree *t = x->t;
+	int ret = 0;
+
+	for (int v = 0; ret == 0 && v < V_COUNT; v++)
+		ret = notices_push(x->l, FILE_INO(im->id, v), 0, NULL, 0);
+	if (ret == 0 && im->current_version)
+		ret = notices_push(x->l, VERSION_INO(im->current_version), 0, NULL, 0);
+	/* Replaced versions whose readers left pages in the kernel's cache. */
+	for (size_t i = 0; ret == 0 && i < RETIRED_SLOTS; i++)
+		if (t->retired[i].version && t->retired[i].image == im->id)
+			ret = notices_push(x->l, VERSION_INO(t->retired[i].version), 0, NULL, 0);
+	return ret;
+}
+
+/*
+ * The invalidations that make the kernel forget @u's vault: the entries of
+ * its albums, and the attributes and cached pages (plaintext) of every
+ * file inode it may know.  Read with the session, before it is closed.
+ * Lock held.
+ */
+static int forget_list(struct tree *t, struct user_ctx *u, struct notices *l)
+{
+	struct forget_ctx x = { .t = t, .l = l };
+	int ret;
+
+	x.home = t->cfg.system ? INO(K_USER, u->uid) : FUSE_ROOT_ID;
+	ret = vault_album_list(u->s, forget_album, &x, NULL);
+	for (size_t i = 0; ret == 0 && i < x.nalbums; i++)
+		ret = vault_image_list(u->s, x.albums[i], forget_image, &x, NULL);
+	free(x.albums);
+	return ret;
+}
+
+/* EBUSY, and why, while @u's session is in use.  Lock held. */
+static int lock_refused(struct tree *t, struct user_ctx *u, size_t open, struct iverr *e)
+{
+	vault_audit(t->v, u->uid, "lock", "", "refused", "in use");
+	if (open)
+		return iverr_set(e, EBUSY, "%zu file%s of this vault %s open; close %s and "
+				 "try again", open, open == 1 ? "" : "s", open == 1 ? "is" : "are",
+				 open == 1 ? "it" : "them");
+	return iverr_set(e, EBUSY, "a command (cat, import) is using this vault through "
+			 "imgvaultd; try again when it ends");
+}
+
+int tree_lock_user(struct tree *t, uint32_t uid, uint32_t actor, struct iverr *e)
+{
+	struct notices forget = { 0 };
+	struct vault_session *s = NULL;
+	struct thumbnailer *thumbs = NULL;
+	struct user_ctx *u;
+	size_t open;
+	int ret;
+
+	pthread_mutex_lock(&t->lock);
+	vault_set_actor(t->v, actor);
+	u = user_by_uid(t, uid);
+	if (!u) {
+		ret = iverr_set(e, ENOENT, "uid %u has no vault in this mount", uid);
+		goto out;
+	}
+	if (!u->s) {
+		ret = iverr_set(e, EALREADY, "%s's vault is already locked", u->name);
+		goto out;
+	}
+	if ((open = files_open(t, u)) || u->holds) {
+		ret = lock_refused(t, u, open, e);
+		goto out;
+	}
+	if ((ret = forget_list(t, u, &forget)) < 0) {
+		ret = iverr_set(e, -ret, "cannot list the vault's files to drop them from the "
+				"kernel's cache (%s); nothing was locked", strerror(-ret));
+		goto out;
+	}
+	/* From here on every operation on the vault finds no session. */
+	s = u->s;
+	thumbs = u->thumbs;
+	u->s = NULL;
+	u->thumbs = NULL;
+	vault_audit(t->v, uid, "lock", "", "ok", "");
+out:
+	vault_set_actor(t->v, (int64_t)getuid());
+	pthread_mutex_unlock(&t->lock);
+	/* The workers use the keys until they are joined (their jobs stay
+	 * queued); only then are the keys wiped. */
+	thumbnailer_stop(thumbs);
+	vault_session_close(s);
+	notices_send(t, &forget);
+	free(forget.v);
+	return ret;
+}
+
+int tree_unlock_user(struct tree *t, uint32_t uid, uint32_t actor, enum key_slot_kind kind,
+		     const void *secret, size_t len, struct iverr *e)
+{
+	struct vault_session *s = NULL;
+	struct thumbnailer *thumbs = NULL;
+	struct user_ctx *u;
+	int ret;
+
+	pthread_mutex_lock(&t->lock);
+	vault_set_actor(t->v, actor);
+	u = user_by_uid(t, uid);
+	if (!u) {
+		ret = iverr_set(e, ENOENT, "uid %u has no vault in this mount", uid);
+		goto out;
+	}
+	if (u->s) {
+		ret = iverr_set(e, EALREADY, "%s's vault is not locked", u->name);
+		goto out;
+	}
+	/* A wrong secret is audited by vault_unlock. */
+	if ((ret = vault_unlock(t->v, uid, kind, secret, len, &s, e)) < 0)
+		goto out;
+	if ((ret = thumbnailer_start(s, 1, &thumbs, e)) < 0) {
+		vault_session_close(s);
+		goto out;
+	}
+	u->s = s;
+	u->thumbs = thumbs;
+	pthread_cond_broadcast(&t->changed);   /* thumbnails queued while locked */
+out:
+	vault_set_actor(t->v, (int64_t)getuid());
+	pthread_mutex_unlock(&t->lock);
+	return ret;
+}
+
+int tree_call_vault(struct tree *t, uint32_t uid, int (*fn)(struct vault *v, void *arg),
+		    void *arg)
+{
+	int ret;
+
+	pthread_mutex_lock(&t->lock);
+	vault_set_actor(t->v, uid);
+	ret = fn(t->v, arg);
 	vault_set_actor(t->v, (int64_t)getuid());
 	pthread_mutex_unlock(&t->lock);
 	return ret;

@@ -21,6 +21,10 @@
  * trail, and the previous content stays.  Thumbnails are made by a
  * background worker; a read of one that is not ready waits for it.
  *
+ * A vault can be locked while mounted (tree_lock_user): its keys are
+ * wiped, its part of the tree answers EACCES, and tree_unlock_user brings
+ * it back.
+ *
  * Thread-safety: the vault is driven under one lock; decryption of reads
  * and encryption of writes run outside it.
  */
@@ -60,9 +64,37 @@ void tree_stop(struct tree *t);
 void tree_free(struct tree *t);
 
 /* Runs @fn with @uid's session under the tree's lock (the control socket);
- * -ENOENT when @uid has no vault in this mount. */
+ * -ENOENT when @uid has no vault in this mount, -ENOKEY while it is locked. */
 int tree_call(struct tree *t, uint32_t uid, int (*fn)(struct vault_session *s, void *arg),
 	      void *arg);
+/* Marks @uid's session in use outside the lock (a control-socket read or
+ * import): tree_lock_user refuses until tree_unhold.  -ENOENT, -ENOKEY as
+ * tree_call. */
+int tree_hold(struct tree *t, uint32_t uid);
+void tree_unhold(struct tree *t, uint32_t uid);
+
+/*
+ * imgvault lock: forgets @uid's keys while the mount stays.  The thumbnail
+ * workers are stopped (their jobs stay queued), the session is closed
+ * (vault_session_close wipes the keys), and the kernel is told to drop the
+ * vault's entries, attributes and cached pages before this returns.  Below
+ * the vault's own directory every operation then fails with EACCES.
+ * -EBUSY while files of the vault are open in the mount or a tree_hold is
+ * in force; -EALREADY when already locked; -ENOENT when @uid has no vault
+ * here.  @actor is who asked, for the audit trail.
+ */
+int tree_lock_user(struct tree *t, uint32_t uid, uint32_t actor, struct iverr *e);
+/*
+ * imgvault unlock: takes @uid's keys back with the secret of a slot of
+ * @kind (vault_unlock: a wrong one is -IV_EAUTH, audited) and restarts its
+ * thumbnail queue.  -EALREADY when it is not locked.
+ */
+int tree_unlock_user(struct tree *t, uint32_t uid, uint32_t actor, enum key_slot_kind kind,
+		     const void *secret, size_t len, struct iverr *e);
+/* Runs @fn on the store under the tree's lock, with @uid as the actor the
+ * audit trail names (vault-wide requests of the control socket). */
+int tree_call_vault(struct tree *t, uint32_t uid, int (*fn)(struct vault *v, void *arg),
+		    void *arg);
 /* Reads the store's settings again (SIGHUP). */
 int tree_reload(struct tree *t, struct iverr *e);
 /* An image changed outside the mount: invalidate the kernel's caches. */

@@ -20,6 +20,7 @@
 #include "bytes.h"
 #include "image.h"
 #include "vault_i.h"
+#include "share.h"
 
 static int config_load(struct vault *v, struct iverr *e);
 
@@ -293,16 +294,61 @@ void vault_audit(struct vault *v, int64_t subject, const char *action, const cha
 
 static const char *const config_keys[] = {
 	"image.max-bytes", "image.max-pixels", "image.max-frames", "image.types", "thumb.size",
+	"share.ttl", "share.max-ttl", "share.base-url",
 };
 
 static int parse_size(const char *s, uint64_t *out);
 
-/* Applies one setting to @l; -EINVAL with a message for a bad value. */
-static int config_apply(struct image_limits *l, const char *key, const char *value,
+static void settings_default(struct vault *v)
+{
+	image_limits_default(&v->limits);
+	v->share.ttl = SHARE_DEFAULT_TTL;
+	v->share.max_ttl = SHARE_DEFAULT_MAX_TTL;
+	snprintf(v->share.base_url, sizeof(v->share.base_url), "%s", SHARE_DEFAULT_BASE_URL);
+}
+
+/* An http(s) URL with nothing a page or a header could trip on. */
+static int config_base_url(struct share_settings *sh, const char *value, struct iverr *e)
+{
+	size_t len = strlen(value);
+
+	if ((strncmp(value, "http://", 7) != 0 && strncmp(value, "https://", 8) != 0) ||
+	    len >= sizeof(sh->base_url) || strcspn(value, " \t\r\n\"'<>\\`{}|^?#") != len)
+		return iverr_set(e, EINVAL, "share.base-url takes the gateway's public URL, "
+				 "http(s)://host[:port][/path], not '%s'", value);
+	snprintf(sh->base_url, sizeof(sh->base_url), "%.*s", (int)len -
+		 (len > 8 && value[len - 1] == '/'), value);
+	return 0;
+}
+
+static int config_share(struct share_settings *sh, const char *key, const char *value,
 			struct iverr *e)
+{
+	int64_t secs;
+
+	if (!strcmp(key, "share.base-url"))
+		return config_base_url(sh, value, e);
+	if (share_parse_duration(value, &secs) < 0 || secs <= 0)
+		return iverr_set(e, EINVAL, "%s takes a duration such as 90s, 30m, 1h, 7d, "
+				 "not '%s'", key, value);
+	if (!strcmp(key, "share.ttl"))
+		sh->ttl = secs;
+	else
+		sh->max_ttl = secs;
+	if (sh->ttl > sh->max_ttl)
+		return iverr_set(e, EINVAL, "share.ttl would be longer than share.max-ttl; "
+				 "raise share.max-ttl first");
+	return 0;
+}
+
+/* Applies one setting; -EINVAL with a message for a bad value. */
+static int config_apply(struct image_limits *l, struct share_settings *sh, const char *key,
+			const char *value, struct iverr *e)
 {
 	uint64_t n;
 
+	if (!strncmp(key, "share.", 6))
+		return config_share(sh, key, value, e);
 	if (!strcmp(key, "image.types"))
 		return image_types_parse(value, &l->types, e);
 	if (parse_size(value, &n) < 0 || n == 0)
@@ -327,7 +373,7 @@ static int config_load(struct vault *v, struct iverr *e)
 	size_t len;
 	int ret;
 
-	image_limits_default(&v->limits);
+	settings_default(v);
 	for (size_t i = 0; i < sizeof(config_keys) / sizeof(config_keys[0]); i++) {
 		snprintf(name, sizeof(name), "config.%s", config_keys[i]);
 		ret = catalog_meta_get(v->cat, name, value, sizeof(value) - 1, &len, e);
@@ -336,7 +382,7 @@ static int config_load(struct vault *v, struct iverr *e)
 		if (ret < 0)
 			return ret;
 		value[len] = '\0';
-		if ((ret = config_apply(&v->limits, config_keys[i], value, e)) < 0)
+		if ((ret = config_apply(&v->limits, &v->share, config_keys[i], value, e)) < 0)
 			return iverr_reset(e, -ret, "store setting %s is invalid ('%s'); set it "
 					   "again with imgvault config", config_keys[i], value);
 	}
@@ -346,6 +392,7 @@ static int config_load(struct vault *v, struct iverr *e)
 int vault_config_set(struct vault *v, const char *key, const char *value, struct iverr *e)
 {
 	struct image_limits l = v->limits;
+	struct share_settings sh = v->share;
 	char name[64];
 	bool known = false;
 	int ret;
@@ -355,15 +402,17 @@ int vault_config_set(struct vault *v, const char *key, const char *value, struct
 	if (!known)
 		return iverr_set(e, EINVAL, "unknown setting '%s': the settings are "
 				 "image.max-bytes, image.max-pixels, image.max-frames, "
-				 "image.types and thumb.size", key);
-	if (strlen(value) > 64)
+				 "image.types, thumb.size, share.ttl, share.max-ttl and "
+				 "share.base-url", key);
+	if (strlen(value) > 200)
 		return iverr_set(e, EINVAL, "%s: the value is too long", key);
-	if ((ret = config_apply(&l, key, value, e)) < 0)
+	if ((ret = config_apply(&l, &sh, key, value, e)) < 0)
 		return ret;
 	snprintf(name, sizeof(name), "config.%s", key);
 	if ((ret = catalog_meta_set(v->cat, name, value, strlen(value), e)) < 0)
 		return ret;
 	v->limits = l;
+	v->share = sh;
 	audit_append(v->cat, v->actor, -1, "config", "", "ok", NULL, "%s=%s", key, value);
 	return 0;
 }
@@ -379,6 +428,16 @@ int vault_config_list(struct vault *v, vault_config_fn fn, void *arg)
 		const char *k = config_keys[i];
 		if (!strcmp(k, "image.types")) {
 			ret = fn(k, image_types_format(l->types, buf, sizeof(buf)), arg);
+			continue;
+		}
+		if (!strcmp(k, "share.base-url")) {
+			ret = fn(k, v->share.base_url, arg);
+			continue;
+		}
+		if (!strncmp(k, "share.", 6)) {
+			share_format_duration(!strcmp(k, "share.ttl") ? v->share.ttl
+					      : v->share.max_ttl, num, sizeof(num));
+			ret = fn(k, num, arg);
 			continue;
 		}
 		uint64_t n = !strcmp(k, "image.max-bytes") ? l->max_bytes
@@ -398,10 +457,13 @@ const struct image_limits *vault_limits(const struct vault *v)
 int vault_config_reload(struct vault *v, struct iverr *e)
 {
 	struct image_limits old = v->limits;
+	struct share_settings old_share = v->share;
 	int ret = config_load(v, e);
 
-	if (ret < 0)
+	if (ret < 0) {
 		v->limits = old;   /* a bad setting leaves the running ones */
+		v->share = old_share;
+	}
 	return ret;
 }
 
@@ -577,6 +639,11 @@ void vault_session_close(struct vault_session *s)
 	keys_user_free(s->keys);
 	keys_user_free(s->prev);
 	free(s);
+}
+
+struct vault *vault_session_vault(const struct vault_session *s)
+{
+	return s->v;
 }
 
 uint32_t vault_session_uid(const struct vault_session *s)
@@ -1720,6 +1787,11 @@ const struct vault_image *vault_file_image(const struct vault_file *f)
 const uint8_t *vault_file_sha256(const struct vault_file *f)
 {
 	return f->attrs.sha256;
+}
+
+const char *vault_file_mime(const struct vault_file *f)
+{
+	return f->attrs.mime;
 }
 
 void vault_file_close(struct vault_file *f)

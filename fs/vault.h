@@ -107,6 +107,8 @@ int vault_unlock(struct vault *v, uint32_t uid, enum key_slot_kind kind,
 /* Wipes the keys and frees; NULL is a no-op. */
 void vault_session_close(struct vault_session *s);
 uint32_t vault_session_uid(const struct vault_session *s);
+/* The store a session belongs to. */
+struct vault *vault_session_vault(const struct vault_session *s);
 
 /* Seals the session's user key into a (new) slot of @kind, replacing the
  * old one: changing a passphrase re-encrypts nothing.  For a recovery slot
@@ -275,6 +277,8 @@ uint64_t vault_file_size(const struct vault_file *f);
 const struct vault_image *vault_file_image(const struct vault_file *f);
 /* The SHA-256 the catalog records for the opened version. */
 const uint8_t *vault_file_sha256(const struct vault_file *f);
+/* The opened file's own type (a thumbnail's may differ from its image's). */
+const char *vault_file_mime(const struct vault_file *f);
 /*
  * Like pread(2): bytes read, 0 at the end, or -errno; -IV_EDAMAGE with a
  * message naming the image when a chunk fails authentication.  It touches

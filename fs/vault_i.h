@@ -12,6 +12,12 @@
 
 #define ALBUM_PARENT 0   /* the name-index parent of albums */
 
+/* The store's share-link settings (imgvault config share.*). */
+struct share_settings {
+	int64_t ttl, max_ttl;
+	char base_url[256];
+};
+
 struct vault {
 	char *path;
 	int lock_fd;
@@ -19,6 +25,7 @@ struct vault {
 	struct blobstore *bs;
 	struct image_sniffer *sniffer;   /* loaded on first import */
 	struct image_limits limits;      /* the store's settings */
+	struct share_settings share;
 	uint8_t store_id[KEYS_STORE_ID_LEN];
 	bool system;
 	int64_t actor;                   /* the calling process's uid */
@@ -72,6 +79,10 @@ int vault_seal_slot(struct vault *v, uint32_t uid, const struct user_keys *k,
 
 int vault_image_describe(struct vault_session *s, const struct catalog_image *ci,
 			 struct vault_image *out, struct iverr *e);
+/* Reseals @s's signing keys (desktop store) under a rotated user key. */
+int vault_share_reseal(struct vault_session *s, const struct user_keys *old,
+		       const struct user_keys *nk, struct iverr *e);
+
 int vault_open_version_blob(struct vault_session *s, const struct catalog_version *ver,
 			    struct blob_reader **out, struct iverr *e);
 

@@ -530,6 +530,7 @@ static int rotate_metadata(struct vault_session *s, const struct user_keys *nk,
 		if ((ret = catalog_version_update(v->cat, ver, e)) < 0)
 			goto out;
 	}
+	ret = vault_share_reseal(s, s->keys, nk, e);
 out:
 	sodium_memzero(name, sizeof(name));
 	free(albums.v);

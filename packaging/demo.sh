@@ -7,10 +7,15 @@ set -euo pipefail
 BUILD=${1:?usage: demo.sh BUILD_DIR}
 IV=$BUILD/imgvault
 IVD=$BUILD/imgvaultd
+IVG=$BUILD/imgvault-gateway
 DEMO=$(mktemp -d /tmp/imgvault-demo.XXXXXX)
 MNT=$DEMO/mnt
-DPID=
+PORT=${IMGVAULT_DEMO_PORT:-8080}
+DPID= GPID=
 cleanup() {
+  if [[ -n $GPID ]]; then
+    kill "$GPID" 2>/dev/null; wait "$GPID" 2>/dev/null || true
+  fi
   if [[ -n $DPID ]]; then
     kill "$DPID" 2>/dev/null; wait "$DPID" 2>/dev/null || true
   fi
@@ -45,6 +50,8 @@ step "$IV" "${P[@]}" ls
 step "$IV" "${P[@]}" ls holidays
 step "$IV" "${P[@]}" fsck
 step "$IV" audit verify
+# Links are printed with the gateway's address (a store setting).
+step "$IV" config share.base-url=http://127.0.0.1:$PORT
 echo
 echo "What a thief of the store sees (no names, no pixels):"
 find "$DEMO/store" -type f | sed "s|$DEMO/||" | head -8
@@ -52,22 +59,36 @@ find "$DEMO/store" -type f | sed "s|$DEMO/||" | head -8
 echo
 echo "Mounting it with imgvaultd..."
 mkdir -p "$MNT"
-"$IVD" "$DEMO/store" "$MNT" "${P[@]}" -f 2>"$DEMO/imgvaultd.log" &
+"$IVD" "$DEMO/store" "$MNT" "${P[@]}" -f --control "$DEMO/control.sock" 2>"$DEMO/imgvaultd.log" &
 DPID=$!
 for _ in $(seq 50); do mountpoint -q "$MNT" && break; sleep 0.1; done
 mountpoint -q "$MNT" || { cat "$DEMO/imgvaultd.log"; echo "imgvaultd did not mount" >&2; exit 1; }
 sleep 1   # thumbnails are made in the background
 step ls -l "$MNT/holidays/original" "$MNT/holidays/thumb"
 step getfattr -d -m - "$MNT/holidays/original/IMG_0001.jpg"
+
+echo
+echo "Starting imgvault-gateway on 127.0.0.1:$PORT..."
+"$IVG" --listen "127.0.0.1:$PORT" --control "$DEMO/control.sock" \
+  --keys "$DEMO/signing-keys.pub" 2>"$DEMO/gateway.log" &
+GPID=$!
+for _ in $(seq 50); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
+curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null ||
+  { cat "$DEMO/gateway.log"; echo "imgvault-gateway did not start (port $PORT in use? set IMGVAULT_DEMO_PORT)" >&2; exit 1; }
+step "$IV" share "$MNT/holidays/original/IMG_0001.jpg" --ttl 1h
 cat <<TXT
 
 The demo vault is mounted at $MNT
-  (passphrase in $DEMO/passphrase; the daemon's log in $DEMO/imgvaultd.log)
+  (passphrase in $DEMO/passphrase; logs in $DEMO/imgvaultd.log and gateway.log)
+The share link above works in a browser for an hour: the first line is the
+image (GPS and camera details removed), "preview:" a page for people.
 Try, in another terminal:
   cp ~/Pictures/some.jpg $MNT/holidays/original/
   ls -l $MNT/holidays/thumb/
   mkdir $MNT/trips
   setfattr -n user.xdg.tags -v beach $MNT/holidays/original/IMG_0002.jpg
+  $IV share holidays/IMG_0002.jpg --download --uses 1
+  $IV shares
 TXT
 if [[ -t 0 ]]; then
   echo "Press Ctrl-C to unmount and remove the demo."

@@ -12,10 +12,11 @@ PKGS=(
   dpkg-dev debhelper fakeroot lintian systemd
   # tests and fuzzing
   python3 python3-pytest python3-pil imagemagick libimage-exiftool-perl attr rsync nginx-light
-  icc-profiles-free curl
+  icc-profiles-free curl chromium
+  # (chromium: the preview page in a real browser)
   clang-14 libfuzzer-14-dev libclang-rt-14-dev
   # benchmarks: the anchors and the photo corpus' source pictures
-  gocryptfs libvips-tools mate-backgrounds
+  gocryptfs libvips-tools mate-backgrounds wrk
 )
 
 missing=()

@@ -1,7 +1,8 @@
 /*
  * libFuzzer target for the control socket's parser (daemon/proto.c): any
  * bytes a peer sends.  Checks that a parsed message's fields lie inside the
- * buffer and that a message rebuilt from them parses to the same fields.
+ * buffer and that a message rebuilt from them parses to the same fields,
+ * LOCK and UNLOCK (types 11, 12, fields uid and passphrase) included.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -36,5 +37,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 	(void)proto_get_str(&m, T_NAME, s, sizeof(s));
 	(void)proto_get_u64(&m, T_SIZE, &v);
+	/* What LOCK and UNLOCK read: a uid, a passphrase inside the message. */
+	if (proto_get_u64(&m, T_UID, &v) == 0 && proto_get(&m, T_UID)->len != 8)
+		abort();
+	const struct proto_field *pass = proto_get(&m, T_PASSPHRASE);
+	if (pass && (pass->val < data || pass->val + pass->len > data + size))
+		abort();
 	return 0;
 }

@@ -1,0 +1,67 @@
+/*
+ * control_i.h — internals shared by control.c (the socket, the vault
+ * requests) and control_share.c (share links and the gateway's fetches).
+ * Not an API.
+ */
+#ifndef IMGVAULT_CONTROL_I_H
+#define IMGVAULT_CONTROL_I_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "control.h"
+#include "proto.h"
+#include "share.h"
+
+#define MAX_CONNECTIONS 64
+#define IDLE_TIMEOUT_MS 30000
+#define MAX_RESERVED 256          /* limited links being downloaded at once */
+#define AUDIT_BATCH 256           /* fetches noted before a flush is forced */
+
+/* A limited link whose last byte is being sent: counted against its uses
+ * until the transfer ends, so two downloads cannot both take the last use. */
+struct reservation {
+	uint8_t tid[TOKEN_ID_LEN];
+	uint32_t count;
+};
+
+struct control {
+	struct control_ops ops;
+	char path[108];
+	int fd;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t idle;
+	int connections;
+	bool stop;               /* read with __atomic_load_n: threads poll it */
+	/* under lock: */
+	struct reservation reserved[MAX_RESERVED];
+	size_t n_reserved;
+	struct share_fetch_note *notes;   /* fetches not yet in the audit trail */
+	size_t n_notes;
+	int64_t flushed;                  /* when notes were last written */
+};
+
+struct fetch;
+
+struct conn {
+	struct control *c;
+	int fd;
+	uint32_t uid;
+	struct fetch *fetch;     /* the link being served on this connection */
+	struct proto_out out;
+};
+
+int send_msg(struct conn *k);
+int send_error(struct conn *k, int err, const char *msg);
+int send_type(struct conn *k, enum proto_type type);
+
+/* Share requests (control_share.c): 0, or < 0 to end the connection. */
+int control_share_request(struct conn *k, const struct proto_msg *m);
+/* Ends the connection's fetch (an aborted transfer, if it was not done). */
+void control_fetch_end(struct conn *k);
+/* Writes the noted fetches to the audit trail (@force: whatever their age). */
+void control_flush_notes(struct control *c, bool force);
+
+#endif

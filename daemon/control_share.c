@@ -1,0 +1,837 @@
+/*
+ * Share links over the control socket (docs/PROTOCOL.md): minting, listing
+ * and revoking links, partners and signing keys for the command line, and
+ * the gateway's fetches.
+ *
+ * A fetch is a conversation on one connection: FETCH_OPEN (the daemon
+ * decides, opens the variant and says what it serves), FETCH_BODY (the
+ * range the gateway is about to send), FETCH_READ… (the bytes), FETCH_DONE
+ * (how it ended).  A use of a limited link is counted at FETCH_DONE, and
+ * only for a transfer that completed up to the last byte; while such a
+ * transfer runs it holds a reservation, so two downloads cannot both take
+ * the last use.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "control_i.h"
+
+#define THUMB_WAIT_MS 15000
+#define MAX_NOTES 8192
+
+struct fetch {
+	struct share_grant g;
+	struct vault_file *f;        /* pristine and thumbnail: read as stored */
+	uint8_t *buf;                /* original: the stripped copy */
+	uint64_t size;
+	char mime[VAULT_MIME_MAX];
+	char client[CIDR_STR_MAX];
+	char name[CATALOG_NAME_MAX + 1];
+	uint8_t sha[32];             /* of the version served */
+	bool reserved;               /* holds a use of a limited link */
+	bool preview;                /* the thumbnail for the preview page */
+	bool held;                   /* the owner's vault cannot be locked */
+};
+
+static int64_t now_s(void)
+{
+	return (int64_t)time(NULL);
+}
+
+static bool is_admin(const struct conn *k)
+{
+	const struct control_ops *o = &k->c->ops;
+
+	return o->system ? k->uid == 0 : k->uid == o->owner_uid;
+}
+
+static bool may_fetch(const struct conn *k)
+{
+	const struct control_ops *o = &k->c->ops;
+
+	return (o->gateway_uid != CONTROL_NOBODY && k->uid == o->gateway_uid) ||
+	       (o->owner_uid != CONTROL_NOBODY && k->uid == o->owner_uid);
+}
+
+static int http_status(int err)
+{
+	switch (err < 0 ? -err : err) {
+	case ENOENT: return 404;
+	case EKEYEXPIRED: case EKEYREVOKED: return 410;
+	case EPERM: case EACCES: return 403;
+	case EAGAIN: return 503;
+	default: return 500;
+	}
+}
+
+/* ---- the audit of fetches: noted here, written in batches ---- */
+
+static void note_fetch(struct control *c, const struct share_grant *g, bool valid,
+		       const char *client, int status, uint64_t bytes)
+{
+	struct share_fetch_note n = { .has_tid = valid, .uid = -1, .status = status,
+				      .bytes = bytes };
+
+	if (valid) {
+		memcpy(n.tid, g->t.id, sizeof(n.tid));
+		n.uid = g->link.uid == UINT32_MAX ? -1 : (int64_t)g->link.uid;
+		n.partner_id = (int64_t)g->t.partner;
+		n.variant = g->t.variant;
+	}
+	snprintf(n.client, sizeof(n.client), "%s", client ? client : "");
+	pthread_mutex_lock(&c->lock);
+	if (c->n_notes < MAX_NOTES) {
+		struct share_fetch_note *p = realloc(c->notes, (c->n_notes + 1) * sizeof(*p));
+		if (p) {
+			c->notes = p;
+			c->notes[c->n_notes++] = n;
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+struct notes { struct share_fetch_note *v; size_t n; struct iverr e; };
+
+static int write_notes(struct vault *v, void *arg)
+{
+	struct notes *n = arg;
+
+	return share_audit_fetches(v, n->v, n->n, &n->e);
+}
+
+/* The audit trail is synchronous (one fsync per transaction): fetches are
+ * written once a second, or every AUDIT_BATCH, in one transaction. */
+void control_flush_notes(struct control *c, bool force)
+{
+	struct notes n = { 0 };
+
+	pthread_mutex_lock(&c->lock);
+	if (c->n_notes && (force || c->n_notes >= AUDIT_BATCH || now_s() != c->flushed)) {
+		n.v = c->notes;
+		n.n = c->n_notes;
+		c->notes = NULL;
+		c->n_notes = 0;
+		c->flushed = now_s();
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (n.n && c->ops.call_vault)
+		c->ops.call_vault(c->ops.arg, c->ops.gateway_uid == CONTROL_NOBODY ?
+				  (uint32_t)getuid() : c->ops.gateway_uid, write_notes, &n);
+	free(n.v);
+}
+
+/* ---- reservations ---- */
+
+static bool reserve(struct control *c, const struct fetch *f)
+{
+	struct reservation *r = NULL;
+	bool ok = false;
+
+	pthread_mutex_lock(&c->lock);
+	for (size_t i = 0; i < c->n_reserved && !r; i++)
+		if (!memcmp(c->reserved[i].tid, f->g.t.id, TOKEN_ID_LEN))
+			r = &c->reserved[i];
+	if (!r && c->n_reserved < MAX_RESERVED) {
+		r = &c->reserved[c->n_reserved++];
+		memcpy(r->tid, f->g.t.id, TOKEN_ID_LEN);
+		r->count = 0;
+	}
+	if (r && f->g.link.uses + r->count < f->g.link.uses_max) {
+		r->count++;
+		ok = true;
+	} else if (r && r->count == 0) {
+		*r = c->reserved[--c->n_reserved];
+	}
+	pthread_mutex_unlock(&c->lock);
+	return ok;
+}
+
+static void unreserve(struct control *c, const struct fetch *f)
+{
+	pthread_mutex_lock(&c->lock);
+	for (size_t i = 0; i < c->n_reserved; i++) {
+		struct reservation *r = &c->reserved[i];
+		if (memcmp(r->tid, f->g.t.id, TOKEN_ID_LEN))
+			continue;
+		if (--r->count == 0)
+			*r = c->reserved[--c->n_reserved];
+		break;
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* ---- fetches ---- */
+
+struct authorize {
+	const char *token;
+	size_t len;
+	const struct cidr *client;
+	struct share_grant *g;
+	struct iverr e;
+};
+
+static int do_authorize(struct vault *v, void *arg)
+{
+	struct authorize *a = arg;
+
+	return share_authorize(v, a->token, a->len, a->client, now_s(), a->g, &a->e);
+}
+
+struct open_file {
+	struct fetch *f;
+	struct vault_file *vf;
+	struct iverr e;
+};
+
+static int do_open_file(struct vault_session *s, void *arg)
+{
+	struct open_file *o = arg;
+	int ret = vault_file_open(s, o->f->g.link.image_id, (enum vault_variant)o->f->g.t.variant,
+				  &o->vf, &o->e);
+
+	if (ret == -EAGAIN)   /* a thumbnail not made yet: to the front of the queue */
+		vault_thumb_queue(s, o->f->g.link.image_id, true, false, NULL);
+	return ret;
+}
+
+static int do_report_damage(struct vault_session *s, void *arg)
+{
+	struct open_file *o = arg;
+
+	(void)s;
+	vault_file_report_damage(o->vf, o->e.msg);
+	return 0;
+}
+
+static void fetch_free(struct control *c, struct fetch *f)
+{
+	if (!f)
+		return;
+	vault_file_close(f->f);
+	if (f->held)
+		c->ops.unhold(c->ops.arg, f->g.link.uid);
+	free(f->buf);
+	free(f);
+}
+
+/* Opens what the link serves; a thumbnail not made yet is waited for. */
+static int fetch_open_variant(struct conn *k, struct fetch *f, struct iverr *e)
+{
+	const struct control_ops *ops = &k->c->ops;
+	struct open_file o = { .f = f };
+	int ret;
+
+	/* The file is read outside the lock: its vault must stay unlocked. */
+	if (ops->hold) {
+		if ((ret = ops->hold(ops->arg, f->g.link.uid)) < 0)
+			return iverr_set(e, EAGAIN, "the vault is locked; its links work again "
+					 "once its owner unlocks it");
+		f->held = true;
+	}
+	for (int waited = 0;; waited += 50) {
+		iverr_clear(&o.e);
+		ret = ops->call(ops->arg, f->g.link.uid, do_open_file, &o);
+		if (ret != -EAGAIN || waited >= THUMB_WAIT_MS)
+			break;
+		if (waited == 0)
+			ops->changed(ops->arg, f->g.link.image_id);   /* wakes the worker */
+		usleep(50 * 1000);
+	}
+	if (ret < 0) {
+		*e = o.e;
+		return ret == -EAGAIN ? iverr_set(e, EAGAIN, "the thumbnail is not made yet; "
+						  "try again in a moment") : ret;
+	}
+	memcpy(f->sha, vault_file_sha256(o.vf), sizeof(f->sha));
+	snprintf(f->name, sizeof(f->name), "%s", vault_file_image(o.vf)->name);
+	if (f->g.t.variant == TOKEN_ORIGINAL) {
+		/* Links serve originals without location and device metadata. */
+		ret = share_read_stripped(o.vf, &f->buf, &f->size, f->mime, &o.e);
+		if (ret == -IV_EDAMAGE)
+			ops->call(ops->arg, f->g.link.uid, do_report_damage, &o);
+		vault_file_close(o.vf);
+		if (ret < 0)
+			*e = o.e;
+		return ret;
+	}
+	f->f = o.vf;
+	f->size = vault_file_size(o.vf);
+	snprintf(f->mime, sizeof(f->mime), "%s", vault_file_mime(o.vf));
+	return 0;
+}
+
+/* An entity tag that changes with the bytes served: the version's SHA-256,
+ * the variant and the stripper's version. */
+static void fetch_etag(const struct fetch *f, char out[36])
+{
+	static const char stripper[] = "strip-1";
+	uint8_t h[16];
+	crypto_generichash_state st;
+
+	crypto_generichash_init(&st, NULL, 0, sizeof(h));
+	crypto_generichash_update(&st, f->sha, sizeof(f->sha));
+	crypto_generichash_update(&st, &f->g.t.variant, 1);
+	crypto_generichash_update(&st, (const uint8_t *)stripper, sizeof(stripper));
+	crypto_generichash_final(&st, h, sizeof(h));
+	out[0] = '"';
+	sodium_bin2hex(out + 1, 33, h, sizeof(h));
+	out[33] = '"';
+	out[34] = '\0';
+}
+
+static int handle_fetch_open(struct conn *k, const struct proto_msg *m)
+{
+	struct control *c = k->c;
+	const struct proto_field *tok = proto_get(m, T_TOKEN);
+	struct fetch *f = calloc(1, sizeof(*f));
+	struct cidr client;
+	bool have_client;
+	struct authorize a = { .g = f ? &f->g : NULL };
+	char etag[36];
+	int ret;
+
+	control_fetch_end(k);
+	if (!f)
+		return send_error(k, -ENOMEM, NULL);
+	if (!tok) {
+		free(f);
+		return -EPROTO;
+	}
+	proto_get_str(m, T_CLIENT, f->client, sizeof(f->client));
+	have_client = cidr_parse_addr(f->client, &client) == 0;
+	a.token = (const char *)tok->val;
+	a.len = tok->len;
+	a.client = have_client ? &client : NULL;
+	ret = c->ops.call_vault(c->ops.arg, k->uid, do_authorize, &a);
+	/* Any valid link shows its image's thumbnail on its preview page. */
+	uint64_t want;
+	if (ret == 0 && proto_get_u64(m, T_VARIANT, &want) == 0 && want == TOKEN_THUMB) {
+		f->preview = true;
+		f->g.t.variant = TOKEN_THUMB;
+	}
+	if (ret == 0)
+		ret = fetch_open_variant(k, f, &a.e);
+	if (ret < 0) {
+		note_fetch(c, &f->g, f->g.t.expires != 0, f->client,
+			   http_status(ret), 0);
+		fetch_free(k->c, f);
+		return send_error(k, ret, a.e.msg);
+	}
+	k->fetch = f;
+	fetch_etag(f, etag);
+	proto_begin(&k->out, P_OK);
+	proto_put_u64(&k->out, T_SIZE, f->size);
+	proto_put_str(&k->out, T_MIME, f->mime);
+	proto_put_str(&k->out, T_ETAG, etag);
+	proto_put(&k->out, T_NAME, f->name, strlen(f->name));
+	proto_put_u64(&k->out, T_DISPOSITION, f->g.t.disposition);
+	proto_put_u64(&k->out, T_EXPIRES, (uint64_t)f->g.t.expires);
+	proto_put(&k->out, T_TOKEN_ID, f->g.t.id, TOKEN_ID_LEN);
+	proto_put_str(&k->out, T_PARTNER, f->g.partner);
+	proto_put_u64(&k->out, T_VARIANT, f->g.t.variant);
+	proto_put_u64(&k->out, T_USES_MAX, f->g.link.uses_max);
+	proto_put_u64(&k->out, T_USES, f->g.link.uses);
+	return send_msg(k);
+}
+
+static int handle_fetch_body(struct conn *k, const struct proto_msg *m)
+{
+	struct fetch *f = k->fetch;
+	uint64_t off, len;
+
+	if (!f || proto_get_u64(m, T_OFFSET, &off) < 0 || proto_get_u64(m, T_LENGTH, &len) < 0)
+		return -EPROTO;
+	if (off > f->size || len > f->size - off)
+		return send_error(k, -ERANGE, "the range is outside the file");
+	/* Only a transfer that reaches the last byte can use a limited link. */
+	if (f->g.link.uses_max && !f->preview && off + len == f->size && !f->reserved) {
+		if (!reserve(k->c, f)) {
+			note_fetch(k->c, &f->g, true, f->client, 410, 0);
+			return send_error(k, -EKEYREVOKED, "the link was used up");
+		}
+		f->reserved = true;
+	}
+	return send_type(k, P_OK);
+}
+
+static int handle_fetch_read(struct conn *k, const struct proto_msg *m)
+{
+	struct fetch *f = k->fetch;
+	uint64_t off, len;
+	struct iverr e = { 0 };
+
+	if (!f || proto_get_u64(m, T_OFFSET, &off) < 0 || proto_get_u64(m, T_LENGTH, &len) < 0)
+		return -EPROTO;
+	if (off > f->size)
+		return send_error(k, -ERANGE, "the offset is past the end of the file");
+	if (len > PROTO_DATA_MAX - 16)
+		len = PROTO_DATA_MAX - 16;
+	if (len > f->size - off)
+		len = f->size - off;
+	proto_begin(&k->out, P_DATA);
+	if (f->buf) {
+		proto_put(&k->out, T_DATA, f->buf + off, (size_t)len);
+	} else {
+		/* Decrypted straight into the reply; no lock is needed for it. */
+		uint8_t *dst = k->out.buf + k->out.len + 3;
+		ssize_t n = vault_file_pread(f->f, dst, (size_t)len, off, &e);
+		if (n < 0) {
+			struct open_file o = { .f = f, .vf = f->f, .e = e };
+			k->c->ops.call(k->c->ops.arg, f->g.link.uid, do_report_damage, &o);
+			return send_error(k, (int)n, e.msg);
+		}
+		proto_put(&k->out, T_DATA, dst, (size_t)n);
+	}
+	return send_msg(k);
+}
+
+struct use { const uint8_t *tid; struct iverr e; };
+
+static int do_count_use(struct vault *v, void *arg)
+{
+	struct use *u = arg;
+
+	return share_count_use(v, u->tid, &u->e);
+}
+
+static int handle_fetch_done(struct conn *k, const struct proto_msg *m)
+{
+	struct fetch *f = k->fetch;
+	uint64_t status = 0, bytes = 0, complete = 0;
+
+	if (!f)
+		return -EPROTO;
+	proto_get_u64(m, T_STATUS, &status);
+	proto_get_u64(m, T_BYTES, &bytes);
+	proto_get_u64(m, T_COMPLETE, &complete);
+	if (f->reserved && complete) {
+		struct use u = { .tid = f->g.t.id };
+		k->c->ops.call_vault(k->c->ops.arg, k->uid, do_count_use, &u);
+	}
+	if (f->reserved)
+		unreserve(k->c, f);
+	note_fetch(k->c, &f->g, true, f->client, status > 999 ? 0 : (int)status, bytes);
+	fetch_free(k->c, f);
+	k->fetch = NULL;
+	return send_type(k, P_OK);
+}
+
+void control_fetch_end(struct conn *k)
+{
+	struct fetch *f = k->fetch;
+
+	if (!f)
+		return;
+	if (f->reserved)
+		unreserve(k->c, f);
+	note_fetch(k->c, &f->g, true, f->client, 0, 0);   /* the gateway went away */
+	fetch_free(k->c, f);
+	k->fetch = NULL;
+}
+
+/* ---- the command line: links ---- */
+
+struct mint {
+	const struct proto_msg *m;
+	struct share_keys *keys;
+	struct share_minted out;
+	char url[SHARE_URL_MAX];
+	struct iverr e;
+};
+
+static int find_image(struct vault_session *s, const struct proto_msg *m, int64_t *id,
+		      struct iverr *e)
+{
+	char album[CATALOG_NAME_MAX + 1], name[CATALOG_NAME_MAX + 1];
+	struct vault_image im;
+	int64_t aid;
+	int ret;
+
+	if (proto_get_str(m, T_ALBUM, album, sizeof(album)) < 0 ||
+	    proto_get_str(m, T_NAME, name, sizeof(name)) < 0)
+		return iverr_set(e, EINVAL, "which image? give ALBUM/NAME");
+	if ((ret = vault_album_find(s, album, strlen(album), &aid, e)) < 0 ||
+	    (ret = vault_image_find(s, aid, name, strlen(name), &im, e)) < 0)
+		return ret;
+	*id = im.id;
+	return 0;
+}
+
+static int do_mint(struct vault_session *s, void *arg)
+{
+	struct mint *mt = arg;
+	const struct proto_msg *m = mt->m;
+	struct share_request r = { 0 };
+	char partner[CATALOG_PARTNER_NAME_MAX + 1];
+	uint64_t v = 0;
+	int ret;
+
+	if ((ret = find_image(s, m, &r.image_id, &mt->e)) < 0)
+		return ret;
+	if (proto_get_u64(m, T_VARIANT, &v) == 0 && v > VAULT_THUMB)
+		return iverr_set(&mt->e, EINVAL, "unknown variant");
+	r.variant = (enum vault_variant)v;
+	if (proto_get_u64(m, T_DISPOSITION, &v) == 0)
+		r.attachment = v != 0;
+	if (proto_get_u64(m, T_TTL, &v) == 0)
+		r.ttl = v > INT32_MAX * 16LL ? INT32_MAX * 16LL : (int64_t)v;
+	if (proto_get_u64(m, T_NOT_BEFORE, &v) == 0)
+		r.not_before = v > INT64_MAX / 4 ? INT64_MAX / 4 : (int64_t)v;
+	if (proto_get_u64(m, T_USES, &v) == 0)
+		r.uses = v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+	if (proto_get_str(m, T_PARTNER, partner, sizeof(partner)) == 0 && partner[0])
+		r.partner = partner;
+	if ((ret = share_mint(s, mt->keys, &r, &mt->out, &mt->e)) < 0)
+		return ret;
+	snprintf(mt->url, sizeof(mt->url), "%s", share_base_url(vault_session_vault(s)));
+	return 0;
+}
+
+static int handle_share(struct conn *k, const struct proto_msg *m)
+{
+	struct control *c = k->c;
+	struct mint mt = { .m = m, .keys = c->ops.keys };
+	int ret;
+
+	if (!c->ops.keys)
+		return send_error(k, -ENOTSUP, "share links are off in this daemon");
+	ret = c->ops.call(c->ops.arg, k->uid, do_mint, &mt);
+	if (ret < 0)
+		return send_error(k, ret, mt.e.msg);
+	proto_begin(&k->out, P_OK);
+	proto_put_str(&k->out, T_TOKEN, mt.out.token);
+	proto_put(&k->out, T_TOKEN_ID, mt.out.tid, sizeof(mt.out.tid));
+	proto_put_u64(&k->out, T_NOT_BEFORE, (uint64_t)mt.out.not_before);
+	proto_put_u64(&k->out, T_EXPIRES, (uint64_t)mt.out.expires);
+	proto_put_str(&k->out, T_URL, mt.url);
+	ret = send_msg(k);
+	sodium_memzero(&mt.out, sizeof(mt.out));
+	sodium_memzero(k->out.buf, k->out.len);   /* the token */
+	return ret;
+}
+
+/* One listed link, with its image's name when the peer owns it. */
+struct listed {
+	struct catalog_share l;
+	char name[CATALOG_NAME_MAX + 1];
+	char partner[CATALOG_PARTNER_NAME_MAX + 1];
+};
+
+struct listing {
+	const struct proto_msg *m;
+	int64_t uid;                 /* -1: everyone's (root) */
+	struct listed *v;
+	size_t n;
+	struct iverr e;
+};
+
+static int listing_push(const struct catalog_share *l, void *arg)
+{
+	struct listing *ls = arg;
+	struct listed *p = realloc(ls->v, (ls->n + 1) * sizeof(*p));
+
+	if (!p)
+		return iverr_set(&ls->e, ENOMEM, "out of memory");
+	ls->v = p;
+	memset(&p[ls->n], 0, sizeof(p[ls->n]));
+	p[ls->n++].l = *l;
+	return 0;
+}
+
+static int list_links(struct vault *v, struct listing *ls, int64_t image_id)
+{
+	char partner[CATALOG_PARTNER_NAME_MAX + 1];
+	struct catalog_partner p = { 0 };
+	int ret;
+
+	if (proto_get_str(ls->m, T_PARTNER, partner, sizeof(partner)) == 0 && partner[0] &&
+	    (ret = share_partner_find(v, partner, &p, &ls->e)) < 0)
+		return ret;
+	if ((ret = catalog_share_list(vault_catalog(v), ls->uid, image_id, p.id, now_s(),
+				      listing_push, ls, &ls->e)) < 0)
+		return ret;
+	for (size_t i = 0; i < ls->n; i++) {
+		struct catalog_partner q;
+		if (ls->v[i].l.partner_id &&
+		    catalog_partner_get(vault_catalog(v), ls->v[i].l.partner_id, &q, NULL) == 0)
+			snprintf(ls->v[i].partner, sizeof(ls->v[i].partner), "%s", q.name);
+	}
+	return 0;
+}
+
+static int do_list_own(struct vault_session *s, void *arg)
+{
+	struct listing *ls = arg;
+	int64_t image_id = 0;
+	int ret;
+
+	if (proto_get(ls->m, T_NAME) && (ret = find_image(s, ls->m, &image_id, &ls->e)) < 0)
+		return ret;
+	if ((ret = list_links(vault_session_vault(s), ls, image_id)) < 0)
+		return ret;
+	for (size_t i = 0; i < ls->n; i++) {
+		struct vault_image im;
+		if (vault_image_get(s, ls->v[i].l.image_id, &im, NULL) == 0)
+			snprintf(ls->v[i].name, sizeof(ls->v[i].name), "%s", im.name);
+	}
+	return 0;
+}
+
+static int do_list_all(struct vault *v, void *arg)
+{
+	return list_links(v, arg, 0);
+}
+
+static int handle_shares(struct conn *k, const struct proto_msg *m)
+{
+	struct control *c = k->c;
+	struct listing ls = { .m = m, .uid = k->uid };
+	int ret;
+
+	if (k->uid == 0 && c->ops.system && !proto_get(m, T_NAME)) {
+		ls.uid = -1;
+		ret = c->ops.call_vault(c->ops.arg, k->uid, do_list_all, &ls);
+	} else {
+		ret = c->ops.call(c->ops.arg, k->uid, do_list_own, &ls);
+	}
+	if (ret < 0) {
+		free(ls.v);
+		return send_error(k, ret, ls.e.msg);
+	}
+	for (size_t i = 0; i < ls.n && ret == 0; i++) {
+		const struct listed *l = &ls.v[i];
+		proto_begin(&k->out, P_ENTRY);
+		proto_put(&k->out, T_TOKEN_ID, l->l.tid, sizeof(l->l.tid));
+		proto_put_u64(&k->out, T_OWNER, l->l.uid);
+		if (l->name[0])
+			proto_put(&k->out, T_NAME, l->name, strlen(l->name));
+		proto_put_u64(&k->out, T_VARIANT, (uint64_t)l->l.variant);
+		proto_put_u64(&k->out, T_DISPOSITION, (uint64_t)l->l.disposition);
+		proto_put_str(&k->out, T_PARTNER, l->partner);
+		proto_put_u64(&k->out, T_NOT_BEFORE, (uint64_t)l->l.not_before);
+		proto_put_u64(&k->out, T_EXPIRES, (uint64_t)l->l.expires);
+		proto_put_u64(&k->out, T_USES, l->l.uses);
+		proto_put_u64(&k->out, T_USES_MAX, l->l.uses_max);
+		proto_put_u64(&k->out, T_CREATED, (uint64_t)l->l.created);
+		ret = send_msg(k);
+	}
+	free(ls.v);
+	return ret < 0 ? ret : send_type(k, P_END);
+}
+
+struct revoke {
+	const struct proto_msg *m;
+	int64_t uid;
+	size_t n;
+	struct iverr e;
+};
+
+static int do_revoke_image(struct vault_session *s, void *arg)
+{
+	struct revoke *r = arg;
+	int64_t id;
+	int ret = find_image(s, r->m, &id, &r->e);
+
+	return ret < 0 ? ret : share_revoke_image(s, id, &r->n, &r->e);
+}
+
+static int do_revoke_vault(struct vault *v, void *arg)
+{
+	struct revoke *r = arg;
+	const struct proto_field *tid = proto_get(r->m, T_TOKEN_ID);
+	char partner[CATALOG_PARTNER_NAME_MAX + 1];
+
+	if (tid) {
+		if (tid->len != TOKEN_ID_LEN)
+			return iverr_set(&r->e, EINVAL, "a token id is 32 hex digits");
+		r->n = 1;
+		return share_revoke_id(v, r->uid, tid->val, &r->e);
+	}
+	if (proto_get_str(r->m, T_PARTNER, partner, sizeof(partner)) < 0)
+		return iverr_set(&r->e, EINVAL, "revoke what? a token id, --image or --partner");
+	return share_revoke_partner(v, r->uid, partner, &r->n, &r->e);
+}
+
+static int handle_revoke(struct conn *k, const struct proto_msg *m)
+{
+	struct control *c = k->c;
+	struct revoke r = { .m = m, .uid = is_admin(k) && c->ops.system ? -1 : (int64_t)k->uid };
+	int ret;
+
+	if (proto_get(m, T_NAME))
+		ret = c->ops.call(c->ops.arg, k->uid, do_revoke_image, &r);
+	else
+		ret = c->ops.call_vault(c->ops.arg, k->uid, do_revoke_vault, &r);
+	if (ret < 0)
+		return send_error(k, ret, r.e.msg);
+	proto_begin(&k->out, P_OK);
+	proto_put_u64(&k->out, T_COUNT, r.n);
+	return send_msg(k);
+}
+
+/* ---- the command line: signing keys and partners ---- */
+
+struct admin {
+	struct conn *k;
+	const struct proto_msg *m;
+	char op[16];
+	char kid[2 * TOKEN_KID_LEN + 1];
+	char *text;
+	struct iverr e;
+};
+
+static int key_entry(const struct catalog_signkey *key, void *arg)
+{
+	struct admin *a = arg;
+	struct conn *k = a->k;
+	uint8_t cur[TOKEN_KID_LEN] = { 0 };
+
+	if (k->c->ops.keys)
+		share_keys_current(k->c->ops.keys, cur);
+	proto_begin(&k->out, P_ENTRY);
+	proto_put(&k->out, T_KID, key->kid, sizeof(key->kid));
+	proto_put_u64(&k->out, T_OWNER, (uint64_t)key->owner);
+	proto_put_u64(&k->out, T_CREATED, (uint64_t)key->created);
+	proto_put_u64(&k->out, T_RETIRED, (uint64_t)key->retired);
+	proto_put_u64(&k->out, T_CURRENT, !memcmp(cur, key->kid, sizeof(cur)));
+	return send_msg(k);
+}
+
+static int do_keys(struct vault *v, void *arg)
+{
+	struct admin *a = arg;
+	struct control *c = a->k->c;
+	uint8_t kid[TOKEN_KID_LEN];
+	int ret;
+
+	if (!strcmp(a->op, "list"))
+		return catalog_signkey_list(vault_catalog(v), key_entry, a, &a->e);
+	if (!strcmp(a->op, "export"))
+		return share_keys_export(v, &a->text, &a->e);
+	if (!is_admin(a->k))
+		return iverr_set(&a->e, EPERM, "only %s rotates and retires signing keys",
+				 c->ops.system ? "root" : "the vault's owner");
+	if (!strcmp(a->op, "rotate"))
+		ret = share_keys_rotate(c->ops.keys, a->kid, &a->e);
+	else if (!strcmp(a->op, "retire")) {
+		char hex[2 * TOKEN_KID_LEN + 1];
+		if (proto_get_str(a->m, T_KID, hex, sizeof(hex)) < 0 ||
+		    token_unhex(hex, kid, sizeof(kid)) < 0)
+			return iverr_set(&a->e, EINVAL, "a key id is 16 hex digits (imgvault "
+					 "keys lists them)");
+		ret = share_keys_retire(c->ops.keys, kid, &a->e);
+	} else
+		return iverr_set(&a->e, EINVAL, "unknown keys operation '%s'", a->op);
+	/* The gateway must learn of the change: publish the keyring. */
+	if (ret == 0 && c->ops.keyring)
+		ret = share_keys_publish(v, c->ops.keyring, &a->e);
+	return ret;
+}
+
+static int handle_keys(struct conn *k, const struct proto_msg *m)
+{
+	struct control *c = k->c;
+	struct admin a = { .k = k, .m = m };
+	int ret;
+
+	if (!c->ops.keys)
+		return send_error(k, -ENOTSUP, "share links are off in this daemon");
+	proto_get_str(m, T_OP, a.op, sizeof(a.op));
+	ret = c->ops.call_vault(c->ops.arg, k->uid, do_keys, &a);
+	if (ret < 0) {
+		free(a.text);
+		return send_error(k, ret, a.e.msg);
+	}
+	if (!strcmp(a.op, "list"))
+		return send_type(k, P_END);
+	proto_begin(&k->out, P_OK);
+	if (a.kid[0])
+		proto_put_str(&k->out, T_KID, a.kid);
+	if (a.text)
+		proto_put(&k->out, T_DATA, a.text, strlen(a.text));
+	free(a.text);
+	return send_msg(k);
+}
+
+static int partner_entry(const struct catalog_partner *p, void *arg)
+{
+	struct admin *a = arg;
+	struct conn *k = a->k;
+
+	proto_begin(&k->out, P_ENTRY);
+	proto_put_str(&k->out, T_PARTNER, p->name);
+	proto_put_str(&k->out, T_CIDRS, p->cidrs);
+	proto_put_u64(&k->out, T_TTL, (uint64_t)p->ttl);
+	proto_put_u64(&k->out, T_MAX_TTL, (uint64_t)p->max_ttl);
+	proto_put_u64(&k->out, T_DISABLED, p->disabled);
+	proto_put_u64(&k->out, T_CREATED, (uint64_t)p->created);
+	return send_msg(k);
+}
+
+static int do_partner(struct vault *v, void *arg)
+{
+	struct admin *a = arg;
+	char name[CATALOG_PARTNER_NAME_MAX + 1], cidrs[CATALOG_CIDRS_MAX] = "";
+	uint64_t ttl = 0, max_ttl = 0;
+
+	if (!strcmp(a->op, "list"))
+		return catalog_partner_list(vault_catalog(v), partner_entry, a, &a->e);
+	if (!is_admin(a->k))
+		return iverr_set(&a->e, EPERM, "only %s adds and disables partners",
+				 a->k->c->ops.system ? "root" : "the vault's owner");
+	if (proto_get_str(a->m, T_PARTNER, name, sizeof(name)) < 0)
+		return iverr_set(&a->e, EINVAL, "which partner? a name of at most %d characters",
+				 CATALOG_PARTNER_NAME_MAX);
+	if (!strcmp(a->op, "disable"))
+		return share_partner_disable(v, name, &a->e);
+	if (strcmp(a->op, "add"))
+		return iverr_set(&a->e, EINVAL, "unknown partner operation '%s'", a->op);
+	proto_get_str(a->m, T_CIDRS, cidrs, sizeof(cidrs));
+	proto_get_u64(a->m, T_TTL, &ttl);
+	proto_get_u64(a->m, T_MAX_TTL, &max_ttl);
+	if (ttl > INT32_MAX * 16ULL || max_ttl > INT32_MAX * 16ULL)
+		return iverr_set(&a->e, EINVAL, "the lifetime is too long");
+	return share_partner_add(v, name, cidrs, (int64_t)ttl, (int64_t)max_ttl, &a->e);
+}
+
+static int handle_partner(struct conn *k, const struct proto_msg *m)
+{
+	struct control *c = k->c;
+	struct admin a = { .k = k, .m = m };
+	int ret;
+
+	proto_get_str(m, T_OP, a.op, sizeof(a.op));
+	ret = c->ops.call_vault(c->ops.arg, k->uid, do_partner, &a);
+	if (ret < 0)
+		return send_error(k, ret, a.e.msg);
+	return send_type(k, strcmp(a.op, "list") ? P_OK : P_END);
+}
+
+int control_share_request(struct conn *k, const struct proto_msg *m)
+{
+	bool fetch = m->type >= P_FETCH_OPEN && m->type <= P_FETCH_DONE;
+
+	if (!k->c->ops.call_vault)
+		return send_error(k, -ENOTSUP, "share links are off in this daemon");
+	if (fetch && !may_fetch(k))
+		return send_error(k, -EPERM, "only the gateway fetches through links");
+	switch (m->type) {
+	case P_SHARE: return handle_share(k, m);
+	case P_SHARES: return handle_shares(k, m);
+	case P_REVOKE: return handle_revoke(k, m);
+	case P_KEYS: return handle_keys(k, m);
+	case P_PARTNER: return handle_partner(k, m);
+	case P_FETCH_OPEN: return handle_fetch_open(k, m);
+	case P_FETCH_BODY: return handle_fetch_body(k, m);
+	case P_FETCH_READ: return handle_fetch_read(k, m);
+	case P_FETCH_DONE: return handle_fetch_done(k, m);
+	default: return -EPROTO;
+	}
+}

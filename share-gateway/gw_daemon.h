@@ -1,0 +1,66 @@
+/*
+ * gw_daemon — the gateway's side of the control socket: a pool of
+ * connections to imgvaultd and the fetch conversation (docs/PROTOCOL.md):
+ * open a link, announce the body, read it, say how the transfer ended.
+ *
+ * A connection is taken from the pool for one fetch and given back when the
+ * fetch is done; taking never blocks (an exhausted pool is a 503), so an
+ * HTTP thread never waits on a transfer another thread is serving.
+ */
+#ifndef IMGVAULT_GW_DAEMON_H
+#define IMGVAULT_GW_DAEMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "token.h"
+
+struct gw_daemon;
+struct gw_conn;
+
+/* What the daemon says a link serves. */
+struct gw_meta {
+	uint64_t size;
+	char mime[64];
+	char etag[40];
+	char name[256];
+	bool attachment;
+	int64_t expires;
+	uint8_t tid[TOKEN_ID_LEN];
+	char partner[65];
+	unsigned variant;
+	uint64_t uses, uses_max;
+};
+
+/* A pool of at most @max connections to the socket at @path. */
+int gw_daemon_new(const char *path, unsigned max, struct gw_daemon **out);
+void gw_daemon_free(struct gw_daemon *d);
+/* A connection, or NULL when all @max are in use or the daemon cannot be
+ * reached (errno says which: EBUSY, or the connect error). */
+struct gw_conn *gw_conn_take(struct gw_daemon *d);
+/* Gives it back; @broken: close it instead (after a protocol failure). */
+void gw_conn_give(struct gw_daemon *d, struct gw_conn *c, bool broken);
+
+/*
+ * Asks the daemon to open @token for @client (an address in text);
+ * @preview: its thumbnail, for the preview page (never counted).  0, or
+ * -errno with the daemon's words in @why: -ENOENT, -EKEYEXPIRED,
+ * -EKEYREVOKED, -EPERM, -EACCES, -EAGAIN …; -EPROTO when the connection
+ * failed (give it back broken).
+ */
+int gw_fetch_open(struct gw_conn *c, const char *token, size_t len, const char *client,
+		  bool preview, struct gw_meta *m, char *why, size_t whycap);
+/* The range about to be sent: -EKEYREVOKED when a limited link has no use
+ * left for it. */
+int gw_fetch_body(struct gw_conn *c, uint64_t off, uint64_t len);
+/* Up to @cap bytes at @off into @buf: bytes read or -errno. */
+ssize_t gw_fetch_read(struct gw_conn *c, uint64_t off, void *buf, size_t cap);
+/* How the transfer ended: the status sent, bytes sent, and whether it
+ * completed (only then is a use counted). */
+int gw_fetch_done(struct gw_conn *c, int status, uint64_t bytes, bool complete);
+/* The daemon answers a STATUS: 0 or -errno. */
+int gw_daemon_ping(struct gw_daemon *d);
+
+#endif
