@@ -20,7 +20,10 @@ struct blob_writer {
 	uint64_t size;
 	uint64_t chunks;
 	size_t fill;                 /* plaintext bytes waiting in @plain */
-	uint8_t *keys;               /* sodium_malloc: file key, then wrap key */
+	/* File key, then wrap key.  Per-blob keys live as long as the writer
+	 * and are wiped with it; sodium_malloc's guard pages would cost an
+	 * mprotect and a TLB shootdown on every other core per blob. */
+	uint8_t keys[64];
 	uint8_t *plain;              /* one chunk */
 	uint8_t *sealed;             /* one sealed chunk */
 };
@@ -29,7 +32,7 @@ struct blob_reader {
 	struct blobstore *bs;
 	struct blobstore_rfile *rf;
 	struct blob_header h;
-	uint8_t *file_key;           /* sodium_malloc */
+	uint8_t file_key[32];        /* wiped on close (see struct blob_writer) */
 	uint8_t *sealed;
 	uint8_t *plain;              /* the last decrypted chunk */
 	uint64_t cached;             /* its index, UINT64_MAX if none */
@@ -112,10 +115,9 @@ int blob_writer_open(struct blobstore *bs, const uint8_t wrap_key[32], uint32_t 
 	w = calloc(1, sizeof(*w));
 	if (!w)
 		return iverr_set(e, ENOMEM, "out of memory");
-	w->keys = sodium_malloc(64);
 	w->plain = malloc(BLOB_CHUNK_LEN);
 	w->sealed = malloc(SEALED_CHUNK_MAX);
-	if (!w->keys || !w->plain || !w->sealed) {
+	if (!w->plain || !w->sealed) {
 		ret = iverr_set(e, ENOMEM, "out of memory");
 		goto out_free;
 	}
@@ -130,7 +132,7 @@ int blob_writer_open(struct blobstore *bs, const uint8_t wrap_key[32], uint32_t 
 	*out = w;
 	return 0;
 out_free:
-	sodium_free(w->keys);
+	sodium_memzero(w->keys, sizeof(w->keys));
 	free(w->plain);
 	free(w->sealed);
 	free(w);
@@ -201,7 +203,7 @@ int blob_writer_write(struct blob_writer *w, const void *buf, size_t len, struct
 
 static void writer_free(struct blob_writer *w)
 {
-	sodium_free(w->keys);
+	sodium_memzero(w->keys, sizeof(w->keys));
 	sodium_memzero(w->plain, BLOB_CHUNK_LEN);
 	free(w->plain);
 	free(w->sealed);
@@ -301,10 +303,9 @@ int blob_reader_open(struct blobstore *bs, const struct blob_id *id,
 				(unsigned long long)r->h.size, (unsigned long long)expect_size);
 		goto out_free;
 	}
-	r->file_key = sodium_malloc(32);
 	r->sealed = malloc(SEALED_CHUNK_MAX);
 	r->plain = malloc(BLOB_CHUNK_LEN);
-	if (!r->file_key || !r->sealed || !r->plain) {
+	if (!r->sealed || !r->plain) {
 		ret = iverr_set(e, ENOMEM, "out of memory");
 		goto out_free;
 	}
@@ -397,7 +398,7 @@ void blob_reader_close(struct blob_reader *r)
 		return;
 	if (r->rf)
 		r->bs->ops->close(r->rf);
-	sodium_free(r->file_key);
+	sodium_memzero(r->file_key, sizeof(r->file_key));
 	if (r->plain)
 		sodium_memzero(r->plain, BLOB_CHUNK_LEN);
 	free(r->plain);

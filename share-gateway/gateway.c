@@ -399,8 +399,21 @@ static enum MHD_Result serve_file(struct req *r, struct MHD_Connection *mc)
 	if (r->head) {
 		fetch_finish(r, status, 0, false);
 		resp = MHD_create_response_from_callback(r->len, 65536, read_body, r, NULL);
+	} else if (r->meta.data) {
+		/* The body came with the answer. */
+		uint8_t *body = malloc(r->len ? r->len : 1);
+		if (body)
+			memcpy(body, r->meta.data + r->off, r->len);
+		r->sent = body ? r->len : 0;
+		fetch_finish(r, body ? status : 500, r->sent, body != NULL);
+		if (!body)
+			return respond_refused(r, mc, 500);
+		resp = MHD_create_response_from_buffer_with_free_callback(r->len, body, free);
+		if (!resp)
+			free(body);
 	} else {
-		ret = gw_fetch_body(r->conn, r->off, r->len);
+		/* Only a limited link needs the body announced: it reserves a use. */
+		ret = r->meta.uses_max ? gw_fetch_body(r->conn, r->off, r->len) : 0;
 		if (ret < 0) {
 			fetch_finish(r, status_of_errno(ret), 0, false);
 			return respond_refused(r, mc, status_of_errno(ret));

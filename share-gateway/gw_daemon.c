@@ -18,6 +18,7 @@
 
 struct gw_conn {
 	int fd;
+	unsigned unread;             /* answers of requests sent without waiting */
 	struct gw_conn *next;        /* in the idle list */
 	struct proto_out out;
 	uint8_t in[PROTO_MAX];
@@ -89,6 +90,7 @@ static struct gw_conn *conn_new(const char *path)
 	/* A daemon that stops answering must not hold an HTTP thread forever. */
 	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	c->next = NULL;
+	c->unread = 0;
 	return c;
 }
 
@@ -135,12 +137,23 @@ void gw_conn_give(struct gw_daemon *d, struct gw_conn *c, bool broken)
 
 /* Sends the built request and receives one reply: 0, -errno from an ERROR
  * reply (its message in @why), or -EPROTO when the connection failed. */
+/* Reads the answers still owed for requests sent without waiting. */
+static int drain(struct gw_conn *c)
+{
+	for (; c->unread; c->unread--) {
+		ssize_t n = recv(c->fd, c->in, sizeof(c->in), 0);
+		if (n <= 0 || proto_parse(c->in, (size_t)n, &c->m) < 0)
+			return -EPROTO;
+	}
+	return 0;
+}
+
 static int roundtrip(struct gw_conn *c, char *why, size_t whycap)
 {
 	ssize_t n;
 	uint64_t err;
 
-	if (proto_finish(&c->out) < 0 ||
+	if (drain(c) < 0 || proto_finish(&c->out) < 0 ||
 	    send(c->fd, c->out.buf, c->out.len, MSG_NOSIGNAL) != (ssize_t)c->out.len)
 		return -EPROTO;
 	n = recv(c->fd, c->in, sizeof(c->in), 0);
@@ -168,6 +181,7 @@ int gw_fetch_open(struct gw_conn *c, const char *token, size_t len, const char *
 	proto_put_str(&c->out, T_CLIENT, client);
 	if (preview)
 		proto_put_u64(&c->out, T_VARIANT, TOKEN_THUMB);
+	proto_put_u64(&c->out, T_LENGTH, PROTO_DATA_MAX);   /* a small body inline */
 	ret = roundtrip(c, why, whycap);
 	sodium_memzero(c->out.buf, c->out.len);   /* the token */
 	if (ret < 0)
@@ -191,6 +205,11 @@ int gw_fetch_open(struct gw_conn *c, const char *token, size_t len, const char *
 		m->variant = (unsigned)v;
 	proto_get_u64(&c->m, T_USES, &m->uses);
 	proto_get_u64(&c->m, T_USES_MAX, &m->uses_max);
+	if ((f = proto_get(&c->m, T_DATA))) {
+		if (f->len != m->size)
+			return -EPROTO;
+		m->data = f->val;
+	}
 	return 0;
 }
 
@@ -220,11 +239,17 @@ ssize_t gw_fetch_read(struct gw_conn *c, uint64_t off, void *buf, size_t cap)
 
 int gw_fetch_done(struct gw_conn *c, int status, uint64_t bytes, bool complete)
 {
+	if (drain(c) < 0)
+		return -EPROTO;
 	proto_begin(&c->out, P_FETCH_DONE);
 	proto_put_u64(&c->out, T_STATUS, (uint64_t)status);
 	proto_put_u64(&c->out, T_BYTES, bytes);
 	proto_put_u64(&c->out, T_COMPLETE, complete);
-	return roundtrip(c, NULL, 0);
+	if (proto_finish(&c->out) < 0 ||
+	    send(c->fd, c->out.buf, c->out.len, MSG_NOSIGNAL) != (ssize_t)c->out.len)
+		return -EPROTO;
+	c->unread++;
+	return 0;
 }
 
 int gw_daemon_ping(struct gw_daemon *d)

@@ -32,6 +32,7 @@ struct gw_meta {
 	char partner[65];
 	unsigned variant;
 	uint64_t uses, uses_max;
+	const uint8_t *data;         /* the whole body, when it came inline */
 };
 
 /* A pool of at most @max connections to the socket at @path. */
@@ -52,13 +53,15 @@ void gw_conn_give(struct gw_daemon *d, struct gw_conn *c, bool broken);
  */
 int gw_fetch_open(struct gw_conn *c, const char *token, size_t len, const char *client,
 		  bool preview, struct gw_meta *m, char *why, size_t whycap);
+/* m->data, when set, points into @c's buffer: valid until the next call. */
 /* The range about to be sent: -EKEYREVOKED when a limited link has no use
  * left for it. */
 int gw_fetch_body(struct gw_conn *c, uint64_t off, uint64_t len);
 /* Up to @cap bytes at @off into @buf: bytes read or -errno. */
 ssize_t gw_fetch_read(struct gw_conn *c, uint64_t off, void *buf, size_t cap);
 /* How the transfer ended: the status sent, bytes sent, and whether it
- * completed (only then is a use counted). */
+ * completed (only then is a use counted).  Sent without waiting: the answer
+ * is read before the connection's next request. */
 int gw_fetch_done(struct gw_conn *c, int status, uint64_t bytes, bool complete);
 /* The daemon answers a STATUS: 0 or -errno. */
 int gw_daemon_ping(struct gw_daemon *d);
