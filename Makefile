@@ -94,6 +94,14 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/tap.h $(LIB)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -Itests/unit -o $@ $< $(LIB) $(LDFLAGS) $(PKG_LIBS)
 
+# The gateway's socket-free pieces are not in the library: linked in.
+GW_UNIT_OBJ := $(BUILD)/share-gateway/gw_http.o $(BUILD)/share-gateway/gw_limits.o
+$(BUILD)/tests/test_gw_http: tests/unit/test_gw_http.c tests/unit/tap.h $(GW_UNIT_OBJ) $(LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS) $(PKG_CFLAGS) -Itests/unit -Ishare-gateway -o $@ $< $(GW_UNIT_OBJ) \
+		$(LIB) $(LDFLAGS) $(PKG_LIBS)
+
 $(BUILD)/bench/%: bench/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
