@@ -99,7 +99,7 @@ GW_UNIT_OBJ := $(BUILD)/share-gateway/gw_http.o $(BUILD)/share-gateway/gw_limits
 $(BUILD)/tests/test_gw_http: tests/unit/test_gw_http.c tests/unit/tap.h $(GW_UNIT_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(CFLAGS) $(PKG_CFLAGS) -Itests/unit -Ishare-gateway -o $@ $< $(GW_UNIT_OBJ) \
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -Itests/unit -Ishare-gateway -o $@ $< $(GW_UNIT_OBJ) \
 		$(LIB) $(LDFLAGS) $(PKG_LIBS)
 
 $(BUILD)/bench/%: bench/%.c $(LIB)
@@ -112,7 +112,8 @@ FUZZ_CC    ?= clang-14
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Ifs \
               -DIMGVAULT_VERSION='"$(VERSION)"'
 FUZZ_TIME  ?= 300
-FUZZ_BIN   := $(BUILD)/fuzz/fuzz_strip $(BUILD)/fuzz/fuzz_admit $(BUILD)/fuzz/fuzz_proto
+FUZZ_BIN   := $(BUILD)/fuzz/fuzz_strip $(BUILD)/fuzz/fuzz_admit $(BUILD)/fuzz/fuzz_proto \
+              $(BUILD)/fuzz/fuzz_token
 
 $(BUILD)/fuzz/fuzz_strip: tests/fuzz/fuzz_strip.c fs/strip.c fs/iverr.c fs/bytes.c fs/strip.h
 	@mkdir -p $(dir $@)
@@ -127,6 +128,12 @@ $(BUILD)/fuzz/fuzz_admit: tests/fuzz/fuzz_admit.c fs/image.c fs/strip.c fs/iverr
 	@mkdir -p $(dir $@)
 	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) $(shell pkg-config --cflags vips libmagic) -o $@ \
 		$(filter %.c,$^) $(shell pkg-config --libs vips libmagic)
+
+$(BUILD)/fuzz/fuzz_token: tests/fuzz/fuzz_token.c fs/token.c fs/cidr.c fs/iverr.c \
+		share-gateway/gw_http.c fs/token.h fs/cidr.h share-gateway/gw_http.h
+	@mkdir -p $(dir $@)
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -Ishare-gateway $(shell pkg-config --cflags libsodium) -o $@ \
+		$(filter %.c,$^) $(shell pkg-config --libs libsodium)
 
 fuzz: deps
 	@$(MAKE) --no-print-directory $(FUZZ_BIN)

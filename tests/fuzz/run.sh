@@ -13,7 +13,7 @@ rm -rf "$SEEDS" && mkdir -p "$SEEDS"
 bash "$HERE/make-seeds.sh" "$SEEDS" >/dev/null
 
 status=0
-for target in fuzz_strip fuzz_admit fuzz_proto; do
+for target in fuzz_strip fuzz_admit fuzz_proto fuzz_token; do
   work=$BUILD/fuzz/$target.work
   mkdir -p "$work/corpus"
   cp -n "$SEEDS"/* "$work/corpus/" 2>/dev/null || true
