@@ -41,7 +41,7 @@ mkdir -p "$MNT" "$WORK/www/t"
 DPID=$!
 for _ in $(seq 100); do mountpoint -q "$MNT" && break; sleep 0.1; done
 "$BUILD/imgvault-gateway" --listen "127.0.0.1:$GW_PORT" --control "$SOCK/ctl" \
-  --keys "$SOCK/signing-keys.pub" --rate 1000000 --burst 1000000 --max-per-ip 4096 \
+  --keys "$SOCK/signing-keys.pub" --rate 1000000 --burst 1000000 --max-per-ip 4096 ${IMGVAULT_GW_ARGS:-} \
   2>"$WORK/gateway.log" &
 GPID=$!
 

@@ -614,6 +614,7 @@ int control_start(const char *path, const struct control_ops *ops, struct contro
 	if (!c)
 		return iverr_set(e, ENOMEM, "out of memory");
 	c->ops = *ops;
+	randombytes_buf(c->sig_key, sizeof(c->sig_key));
 	snprintf(c->path, sizeof(c->path), "%s", path);
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->idle, NULL);

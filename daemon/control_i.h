@@ -18,6 +18,7 @@
 #define IDLE_TIMEOUT_MS 30000
 #define MAX_RESERVED 256          /* limited links being downloaded at once */
 #define AUDIT_BATCH 256           /* fetches noted before a flush is forced */
+#define SIG_CACHE 4096            /* tokens whose signature was verified */
 
 /* A limited link whose last byte is being sent: counted against its uses
  * until the transfer ends, so two downloads cannot both take the last use. */
@@ -41,6 +42,10 @@ struct control {
 	struct share_fetch_note *notes;   /* fetches not yet in the audit trail */
 	size_t n_notes;
 	int64_t flushed;                  /* when notes were last written */
+	/* Keyed hashes of tokens whose signature checked out: an Ed25519
+	 * verification is the costliest step of a fetch. */
+	uint8_t sig_key[16];
+	uint8_t sig_seen[SIG_CACHE][16];
 };
 
 struct fetch;

@@ -131,10 +131,16 @@ struct share_grant {
  *   -EPERM        not valid yet (403)
  *   -EACCES       a partner link from outside the partner's networks (403)
  * with the reason in @e; *g is filled whenever the signature was good (so
- * a refusal can be audited with the token id).
+ * a refusal can be audited with the token id).  With @signature_checked
+ * the caller has verified the token against its key's public half
+ * (share_public_key): the key must still exist, nothing else is redone.
  */
 int share_authorize(struct vault *v, const char *token, size_t len, const struct cidr *client,
-		    int64_t now, struct share_grant *g, struct iverr *e);
+		    int64_t now, bool signature_checked, struct share_grant *g, struct iverr *e);
+/* The public key of @kid, for a caller that checks signatures outside the
+ * vault's lock (then share_authorize with @signature_checked); -ENOENT. */
+int share_public_key(struct vault *v, const uint8_t kid[TOKEN_KID_LEN],
+		     uint8_t pk[TOKEN_PK_LEN], struct iverr *e);
 /* Counts one completed use of a limited link. */
 int share_count_use(struct vault *v, const uint8_t tid[TOKEN_ID_LEN], struct iverr *e);
 

@@ -37,6 +37,7 @@
 #define MAX_LIST 16
 #define BUFFER_MAX (1 << 20)       /* smaller bodies are read whole, then sent */
 #define MAX_AGE_CAP 300            /* revocation reaches caches within this */
+#define SIG_CACHE 4096             /* tokens whose signature checked out */
 
 struct options {
 	const char *listen, *control, *keys, *metrics, *public_url;
@@ -76,6 +77,11 @@ struct gateway {
 	pthread_mutex_t watch_lock;
 	struct watched *watched;
 	struct counters n;           /* updated with __atomic */
+	/* Keyed hashes of tokens whose signature was good: a verification
+	 * costs more than the rest of a request. */
+	pthread_mutex_t sig_lock;
+	uint8_t sig_key[16];
+	uint8_t sig_seen[SIG_CACHE][16];
 	volatile sig_atomic_t *stop;
 };
 
@@ -181,11 +187,26 @@ static int token_precheck(struct gateway *g, const char *tok, size_t len)
 	int64_t now = (int64_t)time(NULL);
 	int status;
 
+	uint8_t h[16];
+	size_t slot;
+	bool seen;
+
 	if (token_decode(tok, len, &w) < 0)
 		return 404;
+	crypto_generichash(h, sizeof(h), (const uint8_t *)tok, len, g->sig_key, sizeof(g->sig_key));
+	slot = (size_t)(h[0] | h[1] << 8 | h[2] << 16) % SIG_CACHE;
+	pthread_mutex_lock(&g->sig_lock);
+	seen = sodium_memcmp(g->sig_seen[slot], h, sizeof(h)) == 0;
+	pthread_mutex_unlock(&g->sig_lock);
 	pthread_rwlock_rdlock(&g->keys_lock);
 	k = token_keyring_find(&g->keys, w.t.kid);
-	if (!k || !token_verify(&w, k->pk))
+	if (k && !seen && token_verify(&w, k->pk)) {
+		seen = true;
+		pthread_mutex_lock(&g->sig_lock);
+		memcpy(g->sig_seen[slot], h, sizeof(h));
+		pthread_mutex_unlock(&g->sig_lock);
+	}
+	if (!k || !seen)
 		status = 404;
 	else if (k->retired || now >= w.t.expires)
 		status = 410;
@@ -1068,6 +1089,8 @@ int main(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	pthread_rwlock_init(&g->keys_lock, NULL);
 	pthread_mutex_init(&g->watch_lock, NULL);
+	pthread_mutex_init(&g->sig_lock, NULL);
+	randombytes_buf(g->sig_key, sizeof(g->sig_key));
 	if (geteuid() == 0)
 		logf_(g, 4, "running as root: run the gateway as its own user (imgvault-gw) so "
 		      "that it can read no store and no secret");
