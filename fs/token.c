@@ -56,9 +56,16 @@ static int payload_get(const uint8_t p[TOKEN_PAYLOAD_LEN], struct token *t)
 /* Strict base64url: exactly @want bytes from exactly @len characters. */
 static int b64_exact(const char *s, size_t len, uint8_t *out, size_t want)
 {
+	static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+				       "0123456789-_";
 	size_t got = 0;
 	const char *end = NULL;
 
+	/* libsodium 1.0.18 reads any byte >= 0x80 as '_': one token would have
+	 * many spellings.  Only the alphabet itself is accepted. */
+	for (size_t i = 0; i < len; i++)
+		if (!s[i] || !memchr(alphabet, s[i], sizeof(alphabet) - 1))
+			return -EINVAL;
 	if (sodium_base642bin(out, want, s, len, NULL, &got, &end, B64) != 0 ||
 	    got != want || end != s + len)
 		return -EINVAL;
@@ -174,6 +181,8 @@ int token_keyring_parse(const char *text, size_t len, struct token_keyring *out,
 		}
 		memcpy(line, text + pos, n);
 		line[n] = '\0';
+		if (n && line[n - 1] == '\r')   /* a file written on another system */
+			line[n - 1] = '\0';
 		pos += n + 1;
 		if (!line[0] || line[0] == '#')
 			continue;
@@ -238,8 +247,11 @@ int token_keyring_load(const char *path, struct token_keyring *out, struct iverr
 		goto out;
 	}
 	ret = token_keyring_parse(buf, (size_t)n, out, e);
-	if (ret < 0)
-		iverr_reset(e, -ret, "keyring %s: %s", path, e ? e->msg : "");
+	if (ret < 0 && e) {
+		char why[sizeof(e->msg)];
+		snprintf(why, sizeof(why), "%s", e->msg);   /* not read while written */
+		iverr_reset(e, -ret, "keyring %s: %s", path, why);
+	}
 out:
 	free(buf);
 	close(fd);

@@ -106,13 +106,19 @@ void gw_disposition(const char *name, bool attachment, char *out, size_t cap)
 	ascii[a] = '\0';
 	if (!a || ascii[0] == '.')
 		snprintf(ascii, sizeof(ascii), "image");
-	/* RFC 5987: attr-char stays, every other byte is %XX. */
-	for (const unsigned char *p = (const unsigned char *)name; *p && x + 4 < sizeof(ext); p++) {
-		if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
-		    (*p >= '0' && *p <= '9') || strchr("!#$&+-.^_`|~", *p))
-			ext[x++] = (char)*p;
-		else
-			x += (size_t)snprintf(ext + x, sizeof(ext) - x, "%%%02X", *p);
+	/* RFC 5987: attr-char stays, every other byte is %XX; a long name is
+	 * cut between characters, never inside a UTF-8 sequence. */
+	for (const unsigned char *p = (const unsigned char *)name; *p;) {
+		size_t seq = *p < 0x80 ? 1 : *p >= 0xf0 ? 4 : *p >= 0xe0 ? 3 : *p >= 0xc0 ? 2 : 1;
+		if (x + 3 * seq >= sizeof(ext))
+			break;
+		for (size_t i = 0; i < seq && *p; i++, p++) {
+			if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+			    (*p >= '0' && *p <= '9') || strchr("!#$&+-.^_`|~", *p))
+				ext[x++] = (char)*p;
+			else
+				x += (size_t)snprintf(ext + x, sizeof(ext) - x, "%%%02X", *p);
+		}
 	}
 	ext[x] = '\0';
 	snprintf(out, cap, "%s; filename=\"%s\"; filename*=UTF-8''%s",

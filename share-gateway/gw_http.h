@@ -1,7 +1,7 @@
 /*
  * gw_http — the gateway's HTTP pieces that need no socket: Range and
  * If-None-Match, Content-Disposition, and the preview page.  Pure
- * functions, unit-tested in tests/unit/test_gateway.c.
+ * functions, unit-tested in tests/unit/test_gw_http.c.
  */
 #ifndef IMGVAULT_GW_HTTP_H
 #define IMGVAULT_GW_HTTP_H

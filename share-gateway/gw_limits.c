@@ -1,6 +1,7 @@
 #include "gw_limits.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,9 +65,15 @@ static struct entry *lookup(struct gw_limits *l, const struct cidr *addr, double
 {
 	uint8_t h[crypto_shorthash_BYTES];
 	struct entry *oldest = NULL;
+	struct cidr key = *addr;
 	uint64_t start;
 
-	crypto_shorthash(h, addr->addr, sizeof(addr->addr), l->hash_key);
+	/* An IPv6 client usually holds a whole /64: it counts as one. */
+	if (key.family == AF_INET6)
+		memset(key.addr + 8, 0, 8);
+	addr = &key;
+
+	crypto_shorthash(h, key.addr, sizeof(key.addr), l->hash_key);
 	memcpy(&start, h, sizeof(start));
 	for (unsigned i = 0; i < PROBE; i++) {
 		struct entry *e = &l->slots[(start + i) % SLOTS];
