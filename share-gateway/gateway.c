@@ -617,6 +617,14 @@ static enum MHD_Result on_metrics(void *cls, struct MHD_Connection *mc, const ch
 
 /* ---- requests ---- */
 
+static bool is_trusted(const struct gateway *g, const struct cidr *addr)
+{
+	for (size_t i = 0; i < g->o.n_proxies; i++)
+		if (cidr_contains(&g->o.proxies[i], addr))
+			return true;
+	return false;
+}
+
 /* The client's address: the peer, or — from a trusted proxy only — the
  * last address in X-Forwarded-For that is not a trusted proxy itself. */
 static void client_address(struct gateway *g, struct MHD_Connection *mc, char out[CIDR_STR_MAX])
@@ -640,39 +648,27 @@ static void client_address(struct gateway *g, struct MHD_Connection *mc, char ou
 		return;
 	cidr_format(&peer, false, out);
 	xff = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "X-Forwarded-For");
-	for (bool trusted = true; trusted && xff;) {
-		trusted = false;
-		for (size_t i = 0; i < g->o.n_proxies; i++)
-			trusted |= cidr_contains(&g->o.proxies[i], &peer);
-		if (!trusted)
-			break;
-		/* Walk X-Forwarded-For from the right. */
-		const char *end = xff + strlen(xff), *start;
-		while (end > xff && (end[-1] == ' ' || end[-1] == ','))
-			end--;
-		if (end == xff)
-			break;
-		start = end;
-		while (start > xff && start[-1] != ',')
-			start--;
-		while (*start == ' ')
-			start++;
-		char hop[CIDR_STR_MAX];
-		if ((size_t)(end - start) >= sizeof(hop))
-			break;
-		memcpy(hop, start, (size_t)(end - start));
-		hop[end - start] = '\0';
-		if (cidr_parse_addr(hop, &peer) < 0)
-			break;
+	if (!xff || !is_trusted(g, &peer))
+		return;
+	/* Walk X-Forwarded-For from the right while the hop is a trusted proxy. */
+	char hops[2048], *save = NULL, *list[32];
+	size_t n = 0;
+	if (strlen(xff) >= sizeof(hops))
+		return;
+	snprintf(hops, sizeof(hops), "%s", xff);
+	for (char *h = strtok_r(hops, ", \t", &save); h; h = strtok_r(NULL, ", \t", &save)) {
+		if (n == 32) {   /* keep the last 32: the right end is the trusted one */
+			memmove(list, list + 1, 31 * sizeof(list[0]));
+			n--;
+		}
+		list[n++] = h;
+	}
+	while (n--) {
+		if (cidr_parse_addr(list[n], &peer) < 0)
+			return;
 		cidr_format(&peer, false, out);
-		/* Drop the hop just used: the next round checks it. */
-		static __thread char rest[8192];
-		size_t keep = (size_t)(start - xff);
-		if (keep >= sizeof(rest))
-			break;
-		memcpy(rest, xff, keep);
-		rest[keep] = '\0';
-		xff = rest;
+		if (!is_trusted(g, &peer))
+			return;
 	}
 }
 
