@@ -144,18 +144,31 @@ def start_daemon(store, mnt, control, *extra, system=False):
     pytest.fail("imgvaultd did not start: " + log.read_text(errors="replace"))
 
 
-def stop_daemon(d):
-    """Stops @d (SIGTERM), unmounting lazily if it hangs; -> its log."""
+def stop_daemon(d, timeout=20):
+    """Stops @d (SIGTERM; SIGKILL after @timeout s) and always detaches its
+    mount (a dead FUSE mount is not os.path.ismount); -> True when it stopped
+    on SIGTERM."""
+    clean = True
     if d.proc.poll() is None:
         d.proc.send_signal(signal.SIGTERM)
         try:
-            d.proc.wait(timeout=20)
+            d.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            clean = False
             d.proc.kill()
             d.proc.wait()
-    if os.path.ismount(d.mnt):
-        subprocess.run(["fusermount3", "-u", "-z", str(d.mnt)], stderr=subprocess.DEVNULL)
-    return d.output()
+    subprocess.run(["fusermount3", "-u", "-z", str(d.mnt)], stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    return clean
+
+
+def kill_daemon(d):
+    """SIGKILL: the daemon is gone at once (a crash); its mount detached."""
+    if d.proc.poll() is None:
+        d.proc.kill()
+        d.proc.wait()
+    subprocess.run(["fusermount3", "-u", "-z", str(d.mnt)], stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
 
 
 def token_of(url):

@@ -28,8 +28,8 @@ from PIL import Image
 from conftest import add_user, is_root, run_cli, sha256  # noqa: F401
 from gatewaylib import (  # noqa: F401  (fixtures)
     Link, audit_text, b64url_decode, b64url_encode, curl, exif_gps, free_port, gateway,
-    gw_image_master, gw_images, gw_port, gw_store, make_gw_store, raw_request, short_dir,
-    start_daemon, stop_daemon)
+    gw_image_master, gw_images, gw_port, gw_store, kill_daemon, kill_proc, make_gw_store, raw_request,
+    short_dir, start_daemon, stop_daemon)
 
 SECURITY = {
     "x-content-type-options": "nosniff",
@@ -452,12 +452,24 @@ def test_healthz_and_metrics(gw_store, gateway):
     # metrics are not on the public address
     assert curl(g.url("/metrics")).status == 404
 
-    stop_daemon(s.daemon)
+    kill_daemon(s.daemon)              # SIGTERM does not stop it: test_daemon_stops_...
     r = curl(g.url("/healthz"))
     assert r.status == 503 and r.h("retry-after"), repr(r)
     r = curl(link.url)
     assert r.status == 503, repr(r)
     assert g.alive()
+
+
+@pytest.mark.xfail(strict=True, reason="bug: imgvaultd ignores SIGTERM while the gateway holds "
+                   "its (idle, pooled) control connections: still serving 10 s later, "
+                   "/healthz 200; it stops only once the gateway goes away")
+def test_daemon_stops_on_sigterm_with_a_gateway_connected(gw_store, gateway):
+    s = gw_store
+    g = gateway(s)
+    assert curl(s.share("default/photo.jpg").url).status == 200
+    stopped = stop_daemon(s.daemon, timeout=10)
+    assert stopped, "imgvaultd was still running 10 s after SIGTERM"
+    assert curl(g.url("/healthz")).status == 503
 
 
 # ---- abuse ----
@@ -729,7 +741,8 @@ def test_tokens_never_logged_and_fetches_audited(gw_store, gateway):
     gw_log = g.output()
     g.proc.terminate()
     g.proc.wait(timeout=10)
-    daemon_log = stop_daemon(s.daemon)
+    assert stop_daemon(s.daemon), "imgvaultd did not stop on SIGTERM"
+    daemon_log = s.daemon.output()
     audit = audit_text(s.store)
 
     for name, text in (("gateway log", gw_log + g.output()), ("daemon log", daemon_log),
@@ -801,6 +814,7 @@ def test_system_mode_gateway_user(system_store, unix_users, gw_images, tmp_path,
     mnt = s.path.parent / "mnt"
     d = start_daemon(s, mnt, sockdir / "control.sock", "--gateway-user", gwuser, system=True)
     s.daemon = d
+    gws = []
     try:
         # the gateway's user can read neither the store nor the server key
         for cmd in (["cat", str(s.path / "catalog.db")], ["ls", str(s.path / "blobs")],
@@ -811,6 +825,7 @@ def test_system_mode_gateway_user(system_store, unix_users, gw_images, tmp_path,
             assert p.stdout == b""
         port = free_port()
         g = gateway(s, port=port, as_user=gwuser)
+        gws.append(g)
         # share ignores --control (test_share_honours_control_option) and alice cannot
         # read the store's lock: she is pointed at the daemon by a lock of her own,
         # held (as the daemon holds the real one) by this test
@@ -856,9 +871,12 @@ def test_system_mode_gateway_user(system_store, unix_users, gw_images, tmp_path,
         kcopy.chmod(0o644)
         g2 = gateway(s, port=free_port(), as_user=s.bob, keys=kcopy,
                      log=tmp_path / "bobgw.log")
+        gws.append(g2)
         r = curl(g2.url(f"/s/{link.token}"))
         assert r.status == 403 and not r.body.startswith(b"\xff\xd8"), repr(r)
         assert curl(g.url(f"/s/{link.token}")).status == 200
     finally:
+        for one in gws:                # first: the daemon waits for their connections
+            kill_proc(one.proc)
         stop_daemon(d)
         shutil.rmtree(sockdir, ignore_errors=True)
