@@ -530,8 +530,19 @@ static void *conn_main(void *arg)
 	struct control *c = k->c;
 	uint8_t *buf = malloc(PROTO_MAX);
 	struct pollfd p = { .fd = k->fd, .events = POLLIN };
+	int idle = 0;
 
-	while (buf && !stopping(c) && poll(&p, 1, IDLE_TIMEOUT_MS) == 1) {
+	/* Short polls: a stopping daemon must not wait out an idle peer (the
+	 * gateway keeps its connections open). */
+	while (buf && !stopping(c) && idle < IDLE_TIMEOUT_MS) {
+		int r = poll(&p, 1, STOP_POLL_MS);
+		if (r == 0) {
+			idle += STOP_POLL_MS;
+			continue;
+		}
+		if (r < 0)
+			break;
+		idle = 0;
 		ssize_t n = recv(k->fd, buf, PROTO_MAX, 0);
 		int ret = n <= 0 ? -EPIPE : handle(k, buf, (size_t)n);
 		/* An UNLOCK carried a passphrase: no copy of it stays here. */

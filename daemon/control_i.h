@@ -16,6 +16,7 @@
 
 #define MAX_CONNECTIONS 64
 #define IDLE_TIMEOUT_MS 30000
+#define STOP_POLL_MS 200
 #define MAX_RESERVED 256          /* limited links being downloaded at once */
 #define AUDIT_BATCH 256           /* fetches noted before a flush is forced */
 #define SIG_CACHE 4096            /* tokens whose signature was verified */
@@ -24,7 +25,8 @@
  * until the transfer ends, so two downloads cannot both take the last use. */
 struct reservation {
 	uint8_t tid[TOKEN_ID_LEN];
-	uint32_t count;
+	uint32_t count;          /* transfers reaching the last byte */
+	uint64_t bytes;          /* bytes of every transfer under way */
 };
 
 struct control {

@@ -36,7 +36,10 @@ struct fetch {
 	char client[CIDR_STR_MAX];
 	char name[CATALOG_NAME_MAX + 1];
 	uint8_t sha[32];             /* of the version served */
-	bool reserved;               /* holds a use of a limited link */
+	bool reserved;               /* holds part of a limited link's budget */
+	bool reserved_eof;           /* and a use: the range reaches the end */
+	uint64_t reserved_len;
+	uint64_t handed;             /* bytes given to the gateway */
 	bool preview;                /* the thumbnail for the preview page */
 	bool held;                   /* the owner's vault cannot be locked */
 };
@@ -130,9 +133,12 @@ void control_flush_notes(struct control *c, bool force)
 
 /* ---- reservations ---- */
 
-static bool reserve(struct control *c, const struct fetch *f)
+/* Reserves @len bytes (and, with @eof, a use) of a limited link: false
+ * when its uses or its byte budget are spent. */
+static bool reserve(struct control *c, const struct fetch *f, uint64_t len, bool eof)
 {
 	struct reservation *r = NULL;
+	uint64_t budget = share_byte_budget(&f->g.link, f->size);
 	bool ok = false;
 
 	pthread_mutex_lock(&c->lock);
@@ -143,11 +149,15 @@ static bool reserve(struct control *c, const struct fetch *f)
 		r = &c->reserved[c->n_reserved++];
 		memcpy(r->tid, f->g.t.id, TOKEN_ID_LEN);
 		r->count = 0;
+		r->bytes = 0;
 	}
-	if (r && f->g.link.uses + r->count < f->g.link.uses_max) {
-		r->count++;
+	if (r && (!eof || f->g.link.uses + r->count < f->g.link.uses_max) &&
+	    f->g.link.served <= budget && r->bytes <= budget - f->g.link.served &&
+	    len <= budget - f->g.link.served - r->bytes) {
+		r->count += eof;
+		r->bytes += len;
 		ok = true;
-	} else if (r && r->count == 0) {
+	} else if (r && r->count == 0 && r->bytes == 0) {
 		*r = c->reserved[--c->n_reserved];
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -161,7 +171,9 @@ static void unreserve(struct control *c, const struct fetch *f)
 		struct reservation *r = &c->reserved[i];
 		if (memcmp(r->tid, f->g.t.id, TOKEN_ID_LEN))
 			continue;
-		if (--r->count == 0)
+		r->count -= f->reserved_eof;
+		r->bytes -= f->reserved_len;
+		if (r->count == 0 && r->bytes == 0)
 			*r = c->reserved[--c->n_reserved];
 		break;
 	}
@@ -415,13 +427,17 @@ static int handle_fetch_body(struct conn *k, const struct proto_msg *m)
 		return -EPROTO;
 	if (off > f->size || len > f->size - off)
 		return send_error(k, -ERANGE, "the range is outside the file");
-	/* Only a transfer that reaches the last byte can use a limited link. */
-	if (f->g.link.uses_max && !f->preview && off + len == f->size && !f->reserved) {
-		if (!reserve(k->c, f)) {
+	/* A limited link: the bytes come out of its budget, and a transfer
+	 * that reaches the last byte holds a use until it ends. */
+	if (f->g.link.uses_max && !f->preview && !f->reserved) {
+		bool eof = off + len == f->size;
+		if (!reserve(k->c, f, len, eof)) {
 			note_fetch(k->c, &f->g, true, f->client, 410, 0);
 			return send_error(k, -EKEYREVOKED, "the link was used up");
 		}
 		f->reserved = true;
+		f->reserved_eof = eof;
+		f->reserved_len = len;
 	}
 	return send_type(k, P_OK);
 }
@@ -443,6 +459,7 @@ static int handle_fetch_read(struct conn *k, const struct proto_msg *m)
 	proto_begin(&k->out, P_DATA);
 	if (f->buf) {
 		proto_put(&k->out, T_DATA, f->buf + off, (size_t)len);
+		f->handed += len;
 	} else {
 		/* Decrypted straight into the reply; no lock is needed for it. */
 		uint8_t *dst = k->out.buf + k->out.len + 3;
@@ -453,17 +470,18 @@ static int handle_fetch_read(struct conn *k, const struct proto_msg *m)
 			return send_error(k, (int)n, e.msg);
 		}
 		proto_put(&k->out, T_DATA, dst, (size_t)n);
+		f->handed += (uint64_t)n;
 	}
 	return send_msg(k);
 }
 
-struct use { const uint8_t *tid; struct iverr e; };
+struct use { const uint8_t *tid; bool completed; uint64_t bytes; struct iverr e; };
 
 static int do_count_use(struct vault *v, void *arg)
 {
 	struct use *u = arg;
 
-	return share_count_use(v, u->tid, &u->e);
+	return share_count_use(v, u->tid, u->completed, u->bytes, &u->e);
 }
 
 static int handle_fetch_done(struct conn *k, const struct proto_msg *m)
@@ -476,9 +494,13 @@ static int handle_fetch_done(struct conn *k, const struct proto_msg *m)
 	proto_get_u64(m, T_STATUS, &status);
 	proto_get_u64(m, T_BYTES, &bytes);
 	proto_get_u64(m, T_COMPLETE, &complete);
-	if (f->reserved && complete) {
-		struct use u = { .tid = f->g.t.id };
-		k->c->ops.call_vault(k->c->ops.arg, k->uid, do_count_use, &u);
+	if (f->reserved) {
+		/* The budget is charged what this daemon handed out, whatever the
+		 * gateway says it sent. */
+		struct use u = { .tid = f->g.t.id, .completed = f->reserved_eof && complete,
+				 .bytes = f->handed < f->reserved_len ? f->handed : f->reserved_len };
+		if (u.completed || u.bytes)
+			k->c->ops.call_vault(k->c->ops.arg, k->uid, do_count_use, &u);
 	}
 	if (f->reserved)
 		unreserve(k->c, f);

@@ -84,7 +84,7 @@ static const char *const migrations[] = {
 	"  not_before INTEGER NOT NULL, expires INTEGER NOT NULL,"
 	"  partner_id INTEGER NOT NULL, uses_max INTEGER NOT NULL,"
 	"  uses INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL,"
-	"  revoked INTEGER NOT NULL DEFAULT 0);"
+	"  revoked INTEGER NOT NULL DEFAULT 0, served INTEGER NOT NULL DEFAULT 0);"
 	"CREATE INDEX shares_image ON shares(image_id);"
 	"CREATE INDEX shares_uid ON shares(uid, expires);",
 };
@@ -100,7 +100,7 @@ static const char *const migrations[] = {
 #define SIGNKEY_COLS "kid, owner, public, secret_enc, created, retired"
 #define PARTNER_COLS "id, name, cidrs, ttl, max_ttl, disabled, created"
 #define SHARE_COLS "tid, kid, uid, image_id, variant, disposition, not_before, expires," \
-		   " partner_id, uses_max, uses, created, revoked"
+		   " partner_id, uses_max, uses, created, revoked, served"
 
 static const char *const stmt_sql[S_COUNT] = {
 	[S_META_GET] = "SELECT value FROM meta WHERE key = ?1",
@@ -194,7 +194,7 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_PARTNER_UPDATE] = "UPDATE partners SET cidrs = ?2, ttl = ?3, max_ttl = ?4,"
 			     " disabled = ?5 WHERE id = ?1",
 	[S_SHARE_ADD] = "INSERT INTO shares(" SHARE_COLS ")"
-			" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+			" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
 	[S_SHARE_GET] = "SELECT " SHARE_COLS " FROM shares WHERE tid = ?1",
 	[S_SHARE_LIST] = "SELECT " SHARE_COLS " FROM shares WHERE (?1 < 0 OR uid = ?1)"
 			 " AND (?2 = 0 OR image_id = ?2) AND (?3 = 0 OR partner_id = ?3)"
@@ -204,7 +204,7 @@ static const char *const stmt_sql[S_COUNT] = {
 				 " AND revoked = 0",
 	[S_SHARE_REVOKE_PARTNER] = "UPDATE shares SET revoked = ?2 WHERE partner_id = ?1"
 				   " AND (?3 < 0 OR uid = ?3) AND revoked = 0",
-	[S_SHARE_USE] = "UPDATE shares SET uses = uses + 1 WHERE tid = ?1",
+	[S_SHARE_USE] = "UPDATE shares SET uses = uses + ?2, served = served + ?3 WHERE tid = ?1",
 	[S_SHARE_PURGE] = "DELETE FROM shares WHERE expires < ?1",
 	[S_BEGIN] = "BEGIN IMMEDIATE",
 	[S_COMMIT] = "COMMIT",

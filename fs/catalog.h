@@ -297,6 +297,7 @@ struct catalog_share {
 	uint32_t uses_max, uses;     /* uses_max 0: unlimited */
 	int64_t created;
 	int64_t revoked;             /* 0, or when */
+	uint64_t served;             /* bytes sent through a limited link */
 };
 
 int catalog_signkey_add(struct catalog *c, const struct catalog_signkey *k, struct iverr *e);
@@ -336,7 +337,9 @@ int catalog_share_revoke_image(struct catalog *c, int64_t image_id, int64_t when
 /* @uid -1: every user's links with the partner. */
 int catalog_share_revoke_partner(struct catalog *c, int64_t partner_id, int64_t uid,
 				 int64_t when, size_t *n, struct iverr *e);
-int catalog_share_use(struct catalog *c, const uint8_t tid[16], struct iverr *e);
+/* Adds @uses completed uses and @bytes sent to a link's counts. */
+int catalog_share_use(struct catalog *c, const uint8_t tid[16], uint32_t uses, uint64_t bytes,
+		      struct iverr *e);
 /* Forgets links that expired before @before. */
 int catalog_share_purge(struct catalog *c, int64_t before, struct iverr *e);
 

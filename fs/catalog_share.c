@@ -191,6 +191,7 @@ static void share_from_row(sqlite3_stmt *st, struct catalog_share *s)
 	s->uses = (uint32_t)sqlite3_column_int64(st, 10);
 	s->created = sqlite3_column_int64(st, 11);
 	s->revoked = sqlite3_column_int64(st, 12);
+	s->served = (uint64_t)sqlite3_column_int64(st, 13);
 }
 
 int catalog_share_add(struct catalog *c, const struct catalog_share *s, struct iverr *e)
@@ -210,6 +211,7 @@ int catalog_share_add(struct catalog *c, const struct catalog_share *s, struct i
 	sqlite3_bind_int64(st, 11, s->uses);
 	sqlite3_bind_int64(st, 12, s->created);
 	sqlite3_bind_int64(st, 13, s->revoked);
+	sqlite3_bind_int64(st, 14, (int64_t)s->served);
 	return stmt_exec(c, st, "recording a link", e);
 }
 
@@ -288,11 +290,14 @@ int catalog_share_revoke_partner(struct catalog *c, int64_t partner_id, int64_t 
 	return revoke_run(c, st, n, e);
 }
 
-int catalog_share_use(struct catalog *c, const uint8_t tid[16], struct iverr *e)
+int catalog_share_use(struct catalog *c, const uint8_t tid[16], uint32_t uses, uint64_t bytes,
+		      struct iverr *e)
 {
 	sqlite3_stmt *st = stmt_get(c, S_SHARE_USE);
 
 	sqlite3_bind_blob(st, 1, tid, 16, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, uses);
+	sqlite3_bind_int64(st, 3, (int64_t)bytes);
 	return stmt_exec(c, st, "counting a use of a link", e);
 }
 

@@ -141,8 +141,14 @@ int share_authorize(struct vault *v, const char *token, size_t len, const struct
  * vault's lock (then share_authorize with @signature_checked); -ENOENT. */
 int share_public_key(struct vault *v, const uint8_t kid[TOKEN_KID_LEN],
 		     uint8_t pk[TOKEN_PK_LEN], struct iverr *e);
-/* Counts one completed use of a limited link. */
-int share_count_use(struct vault *v, const uint8_t tid[TOKEN_ID_LEN], struct iverr *e);
+/* Records a transfer through a limited link: @bytes sent, and one use when
+ * @completed (a transfer that reached the last byte and finished). */
+int share_count_use(struct vault *v, const uint8_t tid[TOKEN_ID_LEN], bool completed,
+		    uint64_t bytes, struct iverr *e);
+/* How many bytes a limited link may send in all, for a variant of @size
+ * bytes: twice its uses, so that a broken download can be retried but the
+ * file cannot be fetched piecemeal without end. */
+uint64_t share_byte_budget(const struct catalog_share *l, uint64_t size);
 
 /*
  * The whole of @f with location and device metadata removed, as links serve

@@ -687,9 +687,17 @@ int share_authorize(struct vault *v, const char *token, size_t len, const struct
 	return 0;
 }
 
-int share_count_use(struct vault *v, const uint8_t tid[TOKEN_ID_LEN], struct iverr *e)
+int share_count_use(struct vault *v, const uint8_t tid[TOKEN_ID_LEN], bool completed,
+		    uint64_t bytes, struct iverr *e)
 {
-	return catalog_share_use(v->cat, tid, e);
+	return catalog_share_use(v->cat, tid, completed ? 1 : 0, bytes, e);
+}
+
+uint64_t share_byte_budget(const struct catalog_share *l, uint64_t size)
+{
+	if (!l->uses_max)
+		return UINT64_MAX;
+	return 2 * (uint64_t)l->uses_max * (size ? size : 1);
 }
 
 int share_audit_fetches(struct vault *v, const struct share_fetch_note *notes, size_t n,

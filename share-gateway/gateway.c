@@ -1063,6 +1063,9 @@ static struct MHD_Daemon *start_http(struct gateway *g, char *cert, char *key)
 		MHD_OPTION_CONNECTION_TIMEOUT, g->o.timeout,
 		/* Request headers beyond this are refused (431) by MHD. */
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384,
+		/* Strict HTTP: no Host in HTTP/1.1, stray bytes in the request
+		 * line and the like are 400, not guessed at. */
+		MHD_OPTION_STRICT_FOR_CLIENT, 1,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, g,
 		MHD_OPTION_NOTIFY_CONNECTION, on_connection, g,
 		cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, cert,

@@ -321,7 +321,7 @@ def test_completion_offers_every_global_option():
     opts = set(re.findall(r"(?<![\w-])(--?[a-zA-Z][\w-]*)", help_text().split("Options:", 1)[1]))
     offered = set(complete(["imgvault", "-"]))
     # The command-specific ones come after their command.
-    general = {"-s", "--store", "-k", "--server-key", "-u", "--user", "--passphrase-file",
+    general = {"-s", "--store", "-k", "--server-key", "-u", "--user", "--passphrase-file", "--control",
                "--json", "--no-progress", "-q", "--quiet", "-h", "--help", "-V", "--version"}
     assert general <= opts, "imgvault --help no longer lists some options"
     assert offered == general
