@@ -8,8 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "cli.h"
+#include "conf.h"
 #include "keys.h"
 
 /* Options, as bits, so each command says which it takes. */
@@ -175,6 +177,10 @@ static const char global_help[] =
 	"      --passphrase-file F   read the passphrase from F's first line\n"
 	"      --control PATH        a running imgvaultd's control socket (default: named\n"
 	"                            in the store's lock, or /run/imgvault/control.sock)\n"
+	"      --config FILE         settings, [imgvault] section: store, server-key,\n"
+	"                            control (default /etc/imgvault/imgvault.conf when\n"
+	"                            it exists; flags and $IMGVAULT_* override it)\n"
+	"      --check-config        check the settings file and exit\n"
 	"      --new-passphrase-file F   the new passphrase (passwd, recover)\n"
 	"      --recovery-code-file F    the recovery code (recover)\n"
 	"      --no-passphrase       user add: no passphrase slot\n"
@@ -225,7 +231,7 @@ enum {
 	OPT_PASSFILE = 256, OPT_NEWPASS, OPT_RECOVERY, OPT_NOPASS, OPT_KDF, OPT_PRISTINE,
 	OPT_FULL, OPT_REPAIR, OPT_JSON, OPT_NOPROGRESS, OPT_THUMB, OPT_STRIPPED, OPT_NOTHUMBS,
 	OPT_REBUILD, OPT_CONTROL, OPT_TTL, OPT_MAX_TTL, OPT_VARIANT, OPT_DOWNLOAD, OPT_USES,
-	OPT_PARTNER, OPT_NOT_BEFORE, OPT_IMAGE, OPT_CIDR,
+	OPT_PARTNER, OPT_NOT_BEFORE, OPT_IMAGE, OPT_CIDR, OPT_CONFIG, OPT_CHECK_CONFIG,
 };
 
 static const struct option long_options[] = {
@@ -257,6 +263,8 @@ static const struct option long_options[] = {
 	{ "not-before", required_argument, NULL, OPT_NOT_BEFORE },
 	{ "image", required_argument, NULL, OPT_IMAGE },
 	{ "cidr", required_argument, NULL, OPT_CIDR },
+	{ "config", required_argument, NULL, OPT_CONFIG },
+	{ "check-config", no_argument, NULL, OPT_CHECK_CONFIG },
 	{ "yes", no_argument, NULL, 'y' },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "help", no_argument, NULL, 'h' },
@@ -264,14 +272,60 @@ static const struct option long_options[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
+/* The environment beats the settings file (flags beat both): a file
+ * setting whose variable is set is dropped from @a. */
+static void drop_overridden(struct conf_args *a)
+{
+	static const char *const env_of[][2] = {
+		{ "--store=", "IMGVAULT_STORE" },
+		{ "--server-key=", "IMGVAULT_SERVER_KEY" },
+	};
+
+	for (int i = 1; i <= a->n_file; i++) {
+		for (size_t k = 0; k < sizeof(env_of) / sizeof(env_of[0]); k++) {
+			const char *env = getenv(env_of[k][1]);
+			if (!env || !*env || strncmp(a->argv[i], env_of[k][0],
+						     strlen(env_of[k][0])) != 0)
+				continue;
+			free(a->argv[i]);
+			memmove(&a->argv[i], &a->argv[i + 1],
+				(size_t)(a->argc - i) * sizeof(a->argv[0]));  /* with NULL */
+			a->argc--;
+			a->n_file--;
+			i--;
+			break;
+		}
+	}
+}
+
+/* imgvault.conf's [imgvault] settings before the command line's options.
+ * 0, or an exit code. */
+static int load_settings(int *argc, char ***argv, struct conf_args *ca)
+{
+	char err[1024];
+	const char *given = conf_find_option(*argc, *argv, "config", true);
+	int ret = conf_load(given, CONF_IMGVAULT, *argc, *argv, ca, err, sizeof(err));
+
+	if (ret < 0) {
+		fprintf(stderr, "imgvault: %s\n", ret == -ENOMEM ? "out of memory" : err);
+		return ret == -ENOMEM ? EXIT_FAIL : CONF_EXIT_BAD;
+	}
+	drop_overridden(ca);
+	*argc = ca->argc;
+	*argv = ca->argv;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct cli c = { .prog = "imgvault", .progress = true, .limit = -1 };
 	const struct command *cmd = NULL;
 	struct rlimit no_core = { 0, 0 };
 	unsigned used = 0;
-	bool help = false;
-	int opt;
+	bool help = false, check_config = false;
+	struct conf_args ca = { 0 };   /* lives as long as the program: c points into it */
+	const char *config = conf_find_option(argc, argv, "config", true);
+	int opt, ret;
 
 	/* Keys and passphrases must never end up in a core file. */
 	setrlimit(RLIMIT_CORE, &no_core);
@@ -281,6 +335,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "imgvault: cannot initialise libsodium\n");
 		return EXIT_FAIL;
 	}
+	if ((ret = load_settings(&argc, &argv, &ca)) != 0)
+		return ret;
 	while ((opt = getopt_long(argc, argv, "s:k:u:a:n:yqhV", long_options, NULL)) != -1) {
 		switch (opt) {
 		case 's': c.store = optarg; break;
@@ -325,6 +381,8 @@ int main(int argc, char **argv)
 			c.cidrs[c.ncidrs++] = optarg;
 			used |= O_CIDR;
 			break;
+		case OPT_CONFIG: break;         /* read before parsing */
+		case OPT_CHECK_CONFIG: check_config = true; break;
 		case 'y': c.yes = true; used |= O_YES; break;
 		case 'q': c.quiet = true; break;
 		case 'h': help = true; break;
@@ -342,6 +400,11 @@ int main(int argc, char **argv)
 		if (!cmd)
 			return cli_usage(&c, "unknown command '%s'", argv[optind]);
 		optind++;
+	}
+	if (check_config) {
+		printf("imgvault: settings are valid (%s)\n", access(conf_path(config), F_OK) == 0 ?
+		       conf_path(config) : "no settings file");
+		return EXIT_OK;
 	}
 	if (help) {
 		if (cmd)

@@ -3,6 +3,8 @@
  *
  *   imgvaultd [OPTIONS] STORE MOUNTPOINT            desktop: your vault
  *   imgvaultd --system [OPTIONS] STORE MOUNTPOINT   every user's, as root
+ *   imgvaultd --system                              both from imgvault.conf
+ *   mount.fuse3: imgvaultd STORE MOUNTPOINT -o system,server-key=…,rw,…
  *
  * The process owns the store while it runs (its lock), keeps the keys in
  * locked memory, never dumps core, and on SIGTERM or SIGINT unmounts after
@@ -32,6 +34,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "conf.h"
 #include "control.h"
 #include "keys.h"
 #include "prompt.h"
@@ -40,17 +43,18 @@
 #include "vault.h"
 
 struct options {
-	bool system, foreground, debug, root_reads, json_log;
+	bool system, foreground, debug, root_reads, json_log, check_config;
 	const char *store, *mountpoint;
 	const char *server_key, *passphrase_file, *readers_group;
-	const char *extra;       /* -o, passed to FUSE */
+	char extra[1024];        /* -o options that are FUSE's, comma-separated */
+	const char *config;      /* the settings file read (NULL: none) */
 	const char *control;     /* the control socket's path */
 	const char *gateway_user, *keyring;   /* share links */
 };
 
 static const char usage_text[] =
 	"usage: imgvaultd [OPTIONS] STORE MOUNTPOINT\n"
-	"       imgvaultd --system [OPTIONS] STORE MOUNTPOINT\n"
+	"       imgvaultd --system [OPTIONS] [STORE MOUNTPOINT]\n"
 	"\n"
 	"Mounts an imgvault store: /<album>/{original,thumb,pristine}/<name> for you\n"
 	"(desktop), or /<user>/<album>/... for every user of a system store (as root,\n"
@@ -70,7 +74,18 @@ static const char usage_text[] =
 	"      --keyring PATH           where the public signing keys are published for\n"
 	"                               the gateway (default: signing-keys.pub beside\n"
 	"                               the control socket)\n"
-	"  -o OPTIONS                   extra FUSE mount options\n"
+	"      --store DIR, --mountpoint DIR   instead of STORE MOUNTPOINT\n"
+	"      --config FILE            settings (default /etc/imgvault/imgvault.conf,\n"
+	"                               read in system mode when it exists); flags\n"
+	"                               given here override it\n"
+	"      --check-config           check the settings and the command line, start\n"
+	"                               nothing\n"
+	"  -o OPTIONS                   mount options: this program's own (system,\n"
+	"                               server-key=F, readers-group=G, allow-root-reads,\n"
+	"                               control=P, gateway-user=U, keyring=P,\n"
+	"                               passphrase-file=F, config=F, log-json) as\n"
+	"                               /etc/fstab and mount.fuse3 give them; the rest\n"
+	"                               (rw, nosuid, noatime, ...) goes to FUSE\n"
 	"  -f, --foreground             stay in the foreground\n"
 	"  -d, --debug                  FUSE debug output (implies -f)\n"
 	"      --log-json               log lines as JSON\n"
@@ -113,6 +128,45 @@ static void logf_(const struct options *o, int level, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	daemon_log((void *)o, level, msg);
+}
+
+/* Absolute paths: the daemon changes to / once it is one.  0 or an exit code. */
+static int resolve_paths(struct options *o)
+{
+	static char store_abs[PATH_MAX], mnt_abs[PATH_MAX];
+
+	if (!realpath(o->store, store_abs)) {
+		logf_(o, 3, "cannot use the store %s: %s", o->store, strerror(errno));
+		return 1;
+	}
+	o->store = store_abs;
+	if (realpath(o->mountpoint, mnt_abs))
+		o->mountpoint = mnt_abs;
+	return 0;
+}
+
+/* Who we run as and for: libsodium, root for --system, the readers group.
+ * 0 or an exit code. */
+static int check_identities(const struct options *o, struct tree_config *cfg)
+{
+	if (keys_init() < 0) {
+		logf_(o, 2, "cannot initialise libsodium");
+		return 1;
+	}
+	if (o->system && geteuid() != 0) {
+		logf_(o, 3, "--system needs root: it serves every user's vault");
+		return 1;
+	}
+	if (o->readers_group) {
+		struct group *g = getgrnam(o->readers_group);
+		if (!g) {
+			logf_(o, 3, "no group '%s': create it (groupadd) or give another "
+			      "--readers-group", o->readers_group);
+			return 1;
+		}
+		cfg->readers_gid = g->gr_gid;
+	}
+	return 0;
 }
 
 /* Readiness for systemd (Type=notify): one datagram to $NOTIFY_SOCKET. */
@@ -383,8 +437,116 @@ out_sk:
 	return ret;
 }
 
+/* Options that only mount(8) and fstab mean: nothing for the kernel. */
+static bool mount_only_option(const char *opt)
+{
+	static const char *const names[] = { "defaults", "auto", "noauto", "user", "users",
+					     "nouser", "owner", "group", "nofail", "_netdev" };
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(opt, names[i]) == 0)
+			return true;
+	return strncmp(opt, "x-", 2) == 0 || strncmp(opt, "comment=", 8) == 0;
+}
+
+/* One of this program's options given in -o (fstab, mount.fuse3); false
+ * for an option that is FUSE's. */
+static bool own_mount_option(struct options *o, char *opt)
+{
+	static const struct { const char *name; size_t field; } paths[] = {
+		{ "server-key=", offsetof(struct options, server_key) },
+		{ "readers-group=", offsetof(struct options, readers_group) },
+		{ "control=", offsetof(struct options, control) },
+		{ "gateway-user=", offsetof(struct options, gateway_user) },
+		{ "keyring=", offsetof(struct options, keyring) },
+		{ "passphrase-file=", offsetof(struct options, passphrase_file) },
+		{ "config=", offsetof(struct options, config) },
+	};
+
+	if (strcmp(opt, "system") == 0)
+		return o->system = true;
+	if (strcmp(opt, "allow-root-reads") == 0)
+		return o->root_reads = true;
+	if (strcmp(opt, "log-json") == 0)
+		return o->json_log = true;
+	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+		size_t n = strlen(paths[i].name);
+		if (strncmp(opt, paths[i].name, n) == 0) {
+			*(const char **)((char *)o + paths[i].field) = opt + n;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* -o A,B,...: ours taken (@copy is kept: the options point into it), the
+ * rest appended to o->extra for FUSE. */
+static int take_mount_options(struct options *o, char *copy)
+{
+	char *save = NULL;
+
+	for (char *opt = strtok_r(copy, ",", &save); opt; opt = strtok_r(NULL, ",", &save)) {
+		size_t have = strlen(o->extra);
+		if (!*opt || mount_only_option(opt) || own_mount_option(o, opt))
+			continue;
+		if (have + strlen(opt) + 2 > sizeof(o->extra))
+			return -E2BIG;
+		snprintf(o->extra + have, sizeof(o->extra) - have, "%s%s", have ? "," : "", opt);
+	}
+	return 0;
+}
+
+/* The settings file, looked for before parsing: --config FILE, or config=
+ * in -o; *system when --system or -o system is given, since only the
+ * system daemon reads the default file (a user's desktop daemon is theirs
+ * to configure, with --config). */
+static const char *find_config(int argc, char **argv, bool *system)
+{
+	const char *path = conf_find_option(argc, argv, "config", true);
+
+	*system = conf_find_option(argc, argv, "system", false) != NULL;
+	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) {
+		const char *v = strcmp(argv[i], "-o") == 0 && i + 1 < argc ? argv[++i] :
+				strncmp(argv[i], "-o", 2) == 0 ? argv[i] + 2 : NULL;
+		const char *c = v ? strstr(v, "config=") : NULL;
+		if (c && (c == v || c[-1] == ','))
+			path = c + 7;   /* up to the next comma: copied by the caller */
+		if (v && (strcmp(v, "system") == 0 || strncmp(v, "system,", 7) == 0 ||
+			  strstr(v, ",system,") || (strlen(v) > 7 && strcmp(v + strlen(v) - 7,
+									  ",system") == 0)))
+			*system = true;
+	}
+	return path;
+}
+
+/* Reads the settings file (if any) into *ca: the file's options first,
+ * then the command line's.  Returns 0 or an exit code. */
+static int load_settings(int argc, char **argv, struct conf_args *ca, char *path_buf,
+			 size_t cap, const char **used)
+{
+	char err[1024];
+	bool system;
+	const char *given = find_config(argc, argv, &system);
+	int ret;
+
+	*used = NULL;
+	if (given) {
+		snprintf(path_buf, cap, "%.*s", (int)strcspn(given, ","), given);
+		given = path_buf;
+	}
+	if (!given && !system)
+		return 0;
+	if ((ret = conf_load(given, CONF_IMGVAULTD, argc, argv, ca, err, sizeof(err))) < 0) {
+		fprintf(stderr, "<3>imgvaultd: %s\n", ret == -ENOMEM ? "out of memory" : err);
+		return ret == -ENOMEM ? 1 : CONF_EXIT_BAD;
+	}
+	*used = conf_path(given);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	enum { O_STORE = 256, O_MOUNTPOINT, O_CONFIG, O_CHECK };
 	static const struct option longopts[] = {
 		{ "system", no_argument, NULL, 'S' },
 		{ "server-key", required_argument, NULL, 'k' },
@@ -397,6 +559,10 @@ int main(int argc, char **argv)
 		{ "control", required_argument, NULL, 'C' },
 		{ "gateway-user", required_argument, NULL, 'g' },
 		{ "keyring", required_argument, NULL, 'K' },
+		{ "store", required_argument, NULL, O_STORE },
+		{ "mountpoint", required_argument, NULL, O_MOUNTPOINT },
+		{ "config", required_argument, NULL, O_CONFIG },
+		{ "check-config", no_argument, NULL, O_CHECK },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -409,19 +575,32 @@ int main(int argc, char **argv)
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct tree_config cfg = { .readers_gid = (gid_t)-1, .timeout = 1.0 };
 	struct rlimit no_core = { 0, 0 };
-	char mount_opts[512], sock[256], purpose[320], keyring[300];
+	char mount_opts[1200], sock[256], purpose[320], keyring[300];
 	struct share_keys *keys = NULL;
 	uint32_t gw_uid = CONTROL_NOBODY;
 	struct reloader reload;
 	pthread_t reload_thread;
 	struct control *ctl = NULL;
 	struct served served = { .o = &o };
+	struct conf_args ca = { 0 };
+	char config_path[PATH_MAX];
+	char *mount_args[16] = { 0 };   /* -o values, copied: options point into them */
+	size_t n_mount_args = 0;
+	const char *config_used = NULL;
 	int opt, ret = 1;
 
 	setrlimit(RLIMIT_CORE, &no_core);
 	prctl(PR_SET_DUMPABLE, 0);
 	/* Every FUSE thread would get its own malloc arena: keep memory flat. */
 	mallopt(M_ARENA_MAX, 2);   /* keys are in this process: no core, no ptrace */
+	if ((ret = load_settings(argc, argv, &ca, config_path, sizeof(config_path),
+				 &config_used)) != 0)
+		return ret;
+	if (ca.argv) {
+		argc = ca.argc;
+		argv = ca.argv;
+	}
+	ret = 1;
 	while ((opt = getopt_long(argc, argv, "k:o:fdhV", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'S': o.system = true; break;
@@ -429,62 +608,71 @@ int main(int argc, char **argv)
 		case 'P': o.passphrase_file = optarg; break;
 		case 'G': o.readers_group = optarg; break;
 		case 'R': o.root_reads = true; break;
-		case 'o': o.extra = optarg; break;
+		case 'o':
+			if (n_mount_args == sizeof(mount_args) / sizeof(mount_args[0]) ||
+			    !(mount_args[n_mount_args] = strdup(optarg)) ||
+			    take_mount_options(&o, mount_args[n_mount_args++]) < 0) {
+				fprintf(stderr, "<3>imgvaultd: too many -o options\n");
+				ret = 2;
+				goto out;
+			}
+			break;
+		case O_STORE: o.store = optarg; break;
+		case O_MOUNTPOINT: o.mountpoint = optarg; break;
+		case O_CONFIG: break;           /* read before parsing */
+		case O_CHECK: o.check_config = true; break;
 		case 'f': o.foreground = true; break;
 		case 'd': o.debug = o.foreground = true; break;
 		case 'J': o.json_log = true; break;
 		case 'C': o.control = optarg; break;
 		case 'g': o.gateway_user = optarg; break;
 		case 'K': o.keyring = optarg; break;
-		case 'h': fputs(usage_text, stdout); return 0;
-		case 'V': printf("imgvaultd %s\n", IMGVAULT_VERSION); return 0;
-		default: fputs(usage_text, stderr); return 2;
+		case 'h': fputs(usage_text, stdout); ret = 0; goto out;
+		case 'V': printf("imgvaultd %s\n", IMGVAULT_VERSION); ret = 0; goto out;
+		default: fputs(usage_text, stderr); ret = 2; goto out;
 		}
 	}
-	if (argc - optind != 2) {
-		fputs(usage_text, stderr);
-		return 2;
+	o.config = config_used;
+	if (argc - optind == 2) {
+		o.store = argv[optind];
+		o.mountpoint = argv[optind + 1];
+	} else if (argc - optind != 0 || !o.store || !o.mountpoint) {
+		fprintf(stderr, "<3>imgvaultd: %s\n%s", argc - optind > 2 || argc - optind == 1 ?
+			"give STORE and MOUNTPOINT, both" : "no store or mount point: give STORE "
+			"MOUNTPOINT, or set store and mountpoint in [imgvaultd] of imgvault.conf",
+			usage_text);
+		ret = 2;
+		goto out;
 	}
-	/* Absolute: the daemon changes to / once it is one. */
-	static char store_abs[PATH_MAX], mnt_abs[PATH_MAX];
-	if (!realpath(argv[optind], store_abs)) {
-		fprintf(stderr, "imgvaultd: %s: %s\n", argv[optind], strerror(errno));
-		return 1;
+	if (o.check_config) {
+		printf("imgvaultd: settings are valid (%s); would serve %s on %s%s\n",
+		       o.config ? o.config : "no settings file", o.store, o.mountpoint,
+		       o.system ? " in system mode" : "");
+		ret = 0;
+		goto out;
 	}
-	o.store = store_abs;
-	o.mountpoint = realpath(argv[optind + 1], mnt_abs) ? mnt_abs : argv[optind + 1];
-	if (keys_init() < 0) {
-		logf_(&o, 2, "cannot initialise libsodium");
-		return 1;
-	}
-	if (o.system && geteuid() != 0) {
-		logf_(&o, 3, "--system needs root: it serves every user's vault");
-		return 1;
-	}
-	if (o.readers_group) {
-		struct group *g = getgrnam(o.readers_group);
-		if (!g) {
-			logf_(&o, 3, "no group '%s': create it (groupadd) or give another "
-			      "--readers-group", o.readers_group);
-			return 1;
-		}
-		cfg.readers_gid = g->gr_gid;
-	}
+	if ((ret = resolve_paths(&o)) != 0 || (ret = check_identities(&o, &cfg)) != 0)
+		goto out;
 	cfg.system = o.system;
 	cfg.root_reads = o.root_reads;
 	cfg.log = daemon_log;
 	cfg.log_arg = &o;
-	if (clean_stale_mount(&o) < 0)
-		return 1;
+	if (clean_stale_mount(&o) < 0) {
+		ret = 1;
+		goto out;
+	}
 	if (control_path(&o, sock, sizeof(sock)) < 0) {
 		logf_(&o, 3, "cannot make a directory for the control socket: %s; give one "
 		      "with --control", strerror(errno));
-		return 1;
+		ret = 1;
+		goto out;
 	}
 	snprintf(purpose, sizeof(purpose), "imgvaultd control=%s", sock);
 	keyring_path(&o, sock, keyring, sizeof(keyring));
-	if (o.system && gateway_uid(&o, &gw_uid) < 0)
-		return 1;
+	if (o.system && gateway_uid(&o, &gw_uid) < 0) {
+		ret = 1;
+		goto out;
+	}
 	if ((ret = vault_open(o.store, purpose, &v, &e)) < 0 ||
 	    (ret = tree_new(v, &cfg, &t, &e)) < 0 ||
 	    (ret = unlock_all(&o, v, t, &served.sk, &keys, &e)) < 0 ||
@@ -495,7 +683,7 @@ int main(int argc, char **argv)
 	}
 	snprintf(mount_opts, sizeof(mount_opts), "fsname=imgvault,subtype=imgvaultd,"
 		 "default_permissions%s%s%s", o.system ? ",allow_other" : "",
-		 o.extra ? "," : "", o.extra ? o.extra : "");
+		 o.extra[0] ? "," : "", o.extra);
 	if (fuse_opt_add_arg(&args, "imgvaultd") || fuse_opt_add_arg(&args, "-o") ||
 	    fuse_opt_add_arg(&args, mount_opts) || (o.debug && fuse_opt_add_arg(&args, "-d"))) {
 		logf_(&o, 3, "out of memory");
@@ -565,6 +753,9 @@ out_session:
 	fuse_session_destroy(se);
 out:
 	fuse_opt_free_args(&args);
+	for (size_t i = 0; i < n_mount_args; i++)
+		free(mount_args[i]);
+	conf_args_release(&ca);
 	tree_free(t);
 	keys_server_free(served.sk);
 	share_keys_free(keys);

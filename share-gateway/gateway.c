@@ -29,6 +29,7 @@
 #include <sodium.h>
 
 #include "cidr.h"
+#include "conf.h"
 #include "gw_daemon.h"
 #include "gw_http.h"
 #include "gw_limits.h"
@@ -49,7 +50,7 @@ struct options {
 	unsigned threads, max_conns, max_per_ip, timeout, header_timeout, pool;
 	unsigned ban_after, ban_secs;
 	double rate, burst;
-	bool json_log;
+	bool json_log, check_config;
 };
 
 /* One TCP connection, watched for slow request headers. */
@@ -865,6 +866,11 @@ static const char usage_text[] =
 	"      --header-timeout SECONDS a request's headers must arrive within (default 10)\n"
 	"      --daemon-connections N   connections to imgvaultd (default 32)\n"
 	"      --log-json               log lines as JSON\n"
+	"      --config FILE            settings, [gateway] section (default\n"
+	"                               /etc/imgvault/imgvault.conf when it exists);\n"
+	"                               flags given here override it\n"
+	"      --check-config           check the settings and the command line, start\n"
+	"                               nothing\n"
 	"  -h, --help, -V, --version\n"
 	"\n"
 	"Refused links: malformed or forged 404, expired or revoked 410, wrong network or\n"
@@ -944,11 +950,16 @@ static void on_signal(int sig)
 	stop_flag = 1;
 }
 
-static void parse_options(int argc, char **argv, struct options *o)
+/*
+ * The options: imgvault.conf's [gateway] settings are the first @n_file
+ * (conf.h), the command line's follow and override them; a list given on
+ * the command line replaces the file's.
+ */
+static void parse_options(int argc, char **argv, struct options *o, int n_file)
 {
 	enum { O_LISTEN = 256, O_CONTROL, O_KEYS, O_METRICS, O_PUBLIC, O_PROXY, O_CORS,
 	       O_CERT, O_KEY, O_THREADS, O_MAXC, O_PERIP, O_RATE, O_BURST, O_BAN_AFTER,
-	       O_BAN_TIME, O_TIMEOUT, O_HTIMEOUT, O_POOL, O_JSON };
+	       O_BAN_TIME, O_TIMEOUT, O_HTIMEOUT, O_POOL, O_JSON, O_CONFIG, O_CHECK };
 	static const struct option longopts[] = {
 		{ "listen", required_argument, NULL, O_LISTEN },
 		{ "control", required_argument, NULL, O_CONTROL },
@@ -970,11 +981,14 @@ static void parse_options(int argc, char **argv, struct options *o)
 		{ "header-timeout", required_argument, NULL, O_HTIMEOUT },
 		{ "daemon-connections", required_argument, NULL, O_POOL },
 		{ "log-json", no_argument, NULL, O_JSON },
+		{ "config", required_argument, NULL, O_CONFIG },
+		{ "check-config", no_argument, NULL, O_CHECK },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	int opt;
+	int opt, n_seen = 0;
+	bool cli_proxies = false, cli_cors = false;
 
 	*o = (struct options){
 		.listen = "127.0.0.1:8080", .control = "/run/imgvault/control.sock",
@@ -983,6 +997,16 @@ static void parse_options(int argc, char **argv, struct options *o)
 		.timeout = 15, .header_timeout = 10, .pool = 32,
 	};
 	while ((opt = getopt_long(argc, argv, "hV", longopts, NULL)) != -1) {
+		bool from_cli = ++n_seen > n_file;
+
+		if (opt == O_PROXY && from_cli && !cli_proxies) {
+			cli_proxies = true;
+			o->n_proxies = 0;
+		}
+		if (opt == O_CORS && from_cli && !cli_cors) {
+			cli_cors = true;
+			o->n_cors = 0;
+		}
 		switch (opt) {
 		case O_LISTEN: o->listen = optarg; break;
 		case O_CONTROL: o->control = optarg; break;
@@ -1027,6 +1051,8 @@ static void parse_options(int argc, char **argv, struct options *o)
 			break;
 		case O_POOL: o->pool = parse_uint(optarg, "--daemon-connections", 1, 48); break;
 		case O_JSON: o->json_log = true; break;
+		case O_CONFIG: break;           /* read before parsing (main) */
+		case O_CHECK: o->check_config = true; break;
 		case 'h': fputs(usage_text, stdout); exit(0);
 		case 'V': printf("imgvault-gateway %s\n", IMGVAULT_VERSION); exit(0);
 		default: fputs(usage_text, stderr); exit(2);
@@ -1080,9 +1106,27 @@ int main(int argc, char **argv)
 	char *cert = NULL, *key = NULL;
 	int ret = 1;
 
+	struct conf_args ca = { 0 };
+	char err[1024];
+	const char *config = conf_find_option(argc, argv, "config", true);
+
 	if (!g || sodium_init() < 0)
 		return 1;
-	parse_options(argc, argv, &g->o);
+	if ((ret = conf_load(config, CONF_GATEWAY, argc, argv, &ca, err, sizeof(err))) < 0) {
+		fprintf(stderr, "<3>imgvault-gateway: %s\n", ret == -ENOMEM ? "out of memory" : err);
+		free(g);
+		return ret == -ENOMEM ? 1 : CONF_EXIT_BAD;
+	}
+	ret = 1;
+	/* g->o points into ca: it lives as long as the gateway. */
+	parse_options(ca.argc, ca.argv, &g->o, ca.n_file);
+	if (g->o.check_config) {
+		printf("imgvault-gateway: settings are valid (%s); would listen on %s\n",
+		       access(conf_path(config), F_OK) == 0 ? conf_path(config) :
+		       "no settings file", g->o.listen);
+		ret = 0;
+		goto out;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
@@ -1150,5 +1194,6 @@ out:
 	gw_limits_free(g->limits);
 	token_keyring_free(&g->keys);
 	free(g);
+	conf_args_release(&ca);
 	return ret;
 }
