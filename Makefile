@@ -170,7 +170,7 @@ USER_UNITS   := packaging/systemd/imgvault@.service
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man1 \
-		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(SYSTEMDUSERUNITDIR) \
+		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(SYSTEMDUSERUNITDIR) \
 		$(DESTDIR)$(LIBEXECDIR)/imgvault $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(SYSCONFDIR)/imgvault
 	install -m 0755 $(BUILD)/imgvault $(DESTDIR)$(BINDIR)/imgvault
 	install -m 0755 $(BUILD)/imgvaultd $(DESTDIR)$(SBINDIR)/imgvaultd
@@ -181,6 +181,7 @@ install: all
 		echo "install: $(GATEWAY_PROG) not built yet; imgvault-gateway not installed"; \
 	fi
 	install -m 0644 $(wildcard packaging/man/*.1) $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 $(wildcard packaging/man/*.5) $(DESTDIR)$(MANDIR)/man5/
 	install -m 0644 $(wildcard packaging/man/*.8) $(DESTDIR)$(MANDIR)/man8/
 	for u in $(SYSTEM_UNITS); do \
 		sed $(UNIT_SED) $$u >$(DESTDIR)$(SYSTEMDUNITDIR)/$${u##*/} && \

@@ -42,8 +42,12 @@
 #include "tree.h"
 #include "vault.h"
 
+/* System mode's defaults, as the shipped imgvault.conf says. */
+#define SYSTEM_STORE "/var/lib/imgvault"
+#define SYSTEM_MOUNTPOINT "/srv/imgvault"
+
 struct options {
-	bool system, foreground, debug, root_reads, json_log, check_config;
+	bool system, foreground, debug, root_reads, json_log, check_config, detach_stale;
 	const char *store, *mountpoint;
 	const char *server_key, *passphrase_file, *readers_group;
 	char extra[1024];        /* -o options that are FUSE's, comma-separated */
@@ -55,6 +59,9 @@ struct options {
 static const char usage_text[] =
 	"usage: imgvaultd [OPTIONS] STORE MOUNTPOINT\n"
 	"       imgvaultd --system [OPTIONS] [STORE MOUNTPOINT]\n"
+	"\n"
+	"In system mode STORE and MOUNTPOINT default to /var/lib/imgvault and\n"
+	"/srv/imgvault (made if missing), or to store and mountpoint in imgvault.conf.\n"
 	"\n"
 	"Mounts an imgvault store: /<album>/{original,thumb,pristine}/<name> for you\n"
 	"(desktop), or /<user>/<album>/... for every user of a system store (as root,\n"
@@ -80,6 +87,8 @@ static const char usage_text[] =
 	"                               given here override it\n"
 	"      --check-config           check the settings and the command line, start\n"
 	"                               nothing\n"
+	"      --detach-stale           only detach a mount a killed daemon left at the\n"
+	"                               mount point, then exit (systemd ExecStopPost=)\n"
 	"  -o OPTIONS                   mount options: this program's own (system,\n"
 	"                               server-key=F, readers-group=G, allow-root-reads,\n"
 	"                               control=P, gateway-user=U, keyring=P,\n"
@@ -140,6 +149,9 @@ static int resolve_paths(struct options *o)
 		return 1;
 	}
 	o->store = store_abs;
+	/* The system mount point is the admin's choice: made if missing. */
+	if (o->system && mkdir(o->mountpoint, 0755) < 0 && errno != EEXIST && errno != ENOTCONN)
+		logf_(o, 4, "cannot make the mount point %s: %s", o->mountpoint, strerror(errno));
 	if (realpath(o->mountpoint, mnt_abs))
 		o->mountpoint = mnt_abs;
 	return 0;
@@ -546,7 +558,7 @@ static int load_settings(int argc, char **argv, struct conf_args *ca, char *path
 
 int main(int argc, char **argv)
 {
-	enum { O_STORE = 256, O_MOUNTPOINT, O_CONFIG, O_CHECK };
+	enum { O_STORE = 256, O_MOUNTPOINT, O_CONFIG, O_CHECK, O_DETACH };
 	static const struct option longopts[] = {
 		{ "system", no_argument, NULL, 'S' },
 		{ "server-key", required_argument, NULL, 'k' },
@@ -563,6 +575,7 @@ int main(int argc, char **argv)
 		{ "mountpoint", required_argument, NULL, O_MOUNTPOINT },
 		{ "config", required_argument, NULL, O_CONFIG },
 		{ "check-config", no_argument, NULL, O_CHECK },
+		{ "detach-stale", no_argument, NULL, O_DETACH },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -621,6 +634,7 @@ int main(int argc, char **argv)
 		case O_MOUNTPOINT: o.mountpoint = optarg; break;
 		case O_CONFIG: break;           /* read before parsing */
 		case O_CHECK: o.check_config = true; break;
+		case O_DETACH: o.detach_stale = true; break;
 		case 'f': o.foreground = true; break;
 		case 'd': o.debug = o.foreground = true; break;
 		case 'J': o.json_log = true; break;
@@ -633,6 +647,10 @@ int main(int argc, char **argv)
 		}
 	}
 	o.config = config_used;
+	if (o.system && !o.store)
+		o.store = SYSTEM_STORE;
+	if (o.system && !o.mountpoint)
+		o.mountpoint = SYSTEM_MOUNTPOINT;
 	if (argc - optind == 2) {
 		o.store = argv[optind];
 		o.mountpoint = argv[optind + 1];
@@ -642,6 +660,10 @@ int main(int argc, char **argv)
 			"MOUNTPOINT, or set store and mountpoint in [imgvaultd] of imgvault.conf",
 			usage_text);
 		ret = 2;
+		goto out;
+	}
+	if (o.detach_stale) {
+		ret = clean_stale_mount(&o) < 0 ? 1 : 0;
 		goto out;
 	}
 	if (o.check_config) {

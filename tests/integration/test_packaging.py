@@ -189,10 +189,12 @@ def test_gateway_unit_essentials():
     hidden = " ".join(setting(unit, "InaccessiblePaths")).split()
     assert "/var/lib/imgvault" in hidden and "-/etc/imgvault" in hidden
     assert setting(unit, "MemoryMax") == ["64M"]
+    # Its settings come from imgvault.conf, handed over as a credential
+    # (the sandbox hides /etc/imgvault).
+    assert setting(unit, "LoadCredential") == ["imgvault.conf:/etc/imgvault/imgvault.conf"]
     start = setting(unit, "ExecStart")[0].split()
-    assert start[0] == "/usr/sbin/imgvault-gateway"
-    assert "--control" in start and start[start.index("--control") + 1] == \
-        "/run/imgvault/control.sock"
+    assert start == ["/usr/sbin/imgvault-gateway", "--config",
+                     "${CREDENTIALS_DIRECTORY}/imgvault.conf"]
 
 
 # ---- the system unit's ExecStart, by hand ----
@@ -267,7 +269,8 @@ def test_system_unit_command_by_hand(imgvault, tmp_path, shared_dir):
         assert mountinfo_has(mnt)
         post = setting(UNIT_DIR / "imgvaultd.service", "ExecStopPost")[0]
         assert post.startswith("-")
-        argv = [a.replace("${IMGVAULT_MOUNT}", str(mnt)) for a in post[1:].split()]
+        argv = [str(BUILD / "imgvaultd") if a == "/usr/sbin/imgvaultd" else a
+                for a in post[1:].split()] + ["--mountpoint", str(mnt)]
         subprocess.run(argv, timeout=60)
         assert not mountinfo_has(mnt), f"{' '.join(argv)} left the stale mount"
         # ...and on a clean stop it finds nothing to do, quietly.
@@ -434,6 +437,8 @@ def test_deb(tmp_path):
                   "/usr/libexec/imgvault/imgvault-user-mount",
                   "/usr/share/bash-completion/completions/imgvault",
                   "/usr/share/man/man1/imgvault.1.gz", "/usr/share/man/man8/imgvaultd.8.gz",
+                  "/usr/share/man/man5/imgvault.conf.5.gz",
+                  "/usr/share/man/man8/imgvault-gateway.8.gz",
                   ):
             assert os.path.exists(f), f"{f} not installed"
         assert list(Path("/usr/share/doc/imgvault").glob("OPERATIONS.md*"))
@@ -451,13 +456,14 @@ def test_deb(tmp_path):
         # A changed conffile survives a reinstall (and an upgrade: dpkg
         # keeps a changed conffile unless the package's own copy changed,
         # and then asks).
-        conf.write_text(conf.read_text() + "IMGVAULTD_OPTS=--log-json\n")
+        changed = "\n[imgvaultd]\nlog-json = yes\n"
+        conf.write_text(conf.read_text() + changed)
         sh("dpkg", "-i", deb)
-        assert "IMGVAULTD_OPTS=--log-json" in conf.read_text(), "conffile overwritten"
+        assert changed in conf.read_text(), "conffile overwritten"
 
         sh("dpkg", "--remove", "imgvault")
         assert not os.path.exists("/usr/bin/imgvault")
-        assert "IMGVAULTD_OPTS=--log-json" in conf.read_text(), "remove took the config"
+        assert changed in conf.read_text(), "remove took the config"
         assert subprocess.run(["getent", "passwd", "imgvault-gw"],
                               stdout=subprocess.DEVNULL).returncode == 0
 
