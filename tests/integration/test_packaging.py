@@ -325,7 +325,7 @@ def test_completion_offers_every_global_option():
     offered = set(complete(["imgvault", "-"]))
     # The command-specific ones come after their command.
     general = {"-s", "--store", "-k", "--server-key", "-u", "--user", "--passphrase-file", "--control",
-               "--json", "--no-progress", "-q", "--quiet", "-h", "--help", "-V", "--version"}
+               "--config", "--check-config", "--json", "--no-progress", "-q", "--quiet", "-h", "--help", "-V", "--version"}
     assert general <= opts, "imgvault --help no longer lists some options"
     assert offered == general
 
