@@ -48,7 +48,7 @@ FS_OBJ    := $(FS_SRC:%.c=$(BUILD)/%.o)
 CLI_SRC   := $(wildcard daemon/cli*.c daemon/progress.c daemon/prompt.c) daemon/proto.c \
              daemon/imgvault.c
 CLI_OBJ   := $(CLI_SRC:%.c=$(BUILD)/%.o)
-DAEMON_OBJ := $(addprefix $(BUILD)/daemon/,imgvaultd.o control.o control_share.o proto.o cli.o prompt.o)
+DAEMON_OBJ := $(addprefix $(BUILD)/daemon/,imgvaultd.o control.o control_share.o control_fetch.o proto.o cli.o prompt.o)
 GW_SRC    := $(wildcard share-gateway/*.c)
 GW_OBJ    := $(GW_SRC:%.c=$(BUILD)/%.o) $(BUILD)/daemon/proto.o
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)

@@ -514,8 +514,10 @@ static int handle(struct conn *k, const uint8_t *buf, size_t len)
 		ret = handle_unlock(k, &r);
 		break;
 	case P_SHARE: case P_SHARES: case P_REVOKE: case P_KEYS: case P_PARTNER:
-	case P_FETCH_OPEN: case P_FETCH_BODY: case P_FETCH_READ: case P_FETCH_DONE:
 		ret = control_share_request(k, &m);
+		break;
+	case P_FETCH_OPEN: case P_FETCH_BODY: case P_FETCH_READ: case P_FETCH_DONE:
+		ret = control_fetch_request(k, &m);
 		break;
 	default:
 		ret = -EPROTO;   /* a reply type sent as a request: fatal */

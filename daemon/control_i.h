@@ -1,6 +1,7 @@
 /*
  * control_i.h — internals shared by control.c (the socket, the vault
- * requests) and control_share.c (share links and the gateway's fetches).
+ * requests), control_share.c (share links for the command line) and
+ * control_fetch.c (the gateway's fetches).
  * Not an API.
  */
 #ifndef IMGVAULT_CONTROL_I_H
@@ -64,8 +65,10 @@ int send_msg(struct conn *k);
 int send_error(struct conn *k, int err, const char *msg);
 int send_type(struct conn *k, enum proto_type type);
 
-/* Share requests (control_share.c): 0, or < 0 to end the connection. */
+/* Share-link requests of the command line (control_share.c) and the
+ * gateway's fetches (control_fetch.c): 0, or < 0 to end the connection. */
 int control_share_request(struct conn *k, const struct proto_msg *m);
+int control_fetch_request(struct conn *k, const struct proto_msg *m);
 /* Ends the connection's fetch (an aborted transfer, if it was not done). */
 void control_fetch_end(struct conn *k);
 /* Writes the noted fetches to the audit trail (@force: whatever their age). */
