@@ -450,6 +450,7 @@ static int handle_lock(struct conn *k, struct request *r)
 		ret = k->c->ops.lock(k->c->ops.arg, uid, k->uid, &r->e);
 	if (ret < 0)
 		return send_error(k, ret, r->e.msg);
+	control_fetch_forget(k->c, uid);   /* no plaintext of a locked vault stays */
 	return send_type(k, P_OK);
 }
 
@@ -671,6 +672,7 @@ void control_stop(struct control *c)
 		pthread_cond_wait(&c->idle, &c->lock);
 	pthread_mutex_unlock(&c->lock);
 	control_flush_notes(c, true);
+	control_fetch_forget(c, CONTROL_NOBODY);
 	free(c->notes);
 	free(c);
 }

@@ -24,6 +24,8 @@
 #define THUMB_WAIT_MS 15000
 #define MAX_NOTES 8192
 #define INLINE_MAX (PROTO_DATA_MAX - 2048)   /* room for the other fields */
+#define CACHE_SLOTS 512
+#define CACHE_BYTES (16u << 20)
 
 struct fetch {
 	struct share_grant g;
@@ -41,6 +43,131 @@ struct fetch {
 	bool preview;                /* the thumbnail for the preview page */
 	bool held;                   /* the owner's vault cannot be locked */
 };
+
+/*
+ * Small bodies served lately (thumbnails, mostly), by content tag
+ * (share_grant): every fetch is still decided by share_authorize, only the
+ * opening and decryption are saved.  Entries of a vault are wiped when it
+ * is locked; the rest when the daemon stops.
+ */
+struct cached {
+	uint8_t tag[16];
+	uint32_t uid;
+	uint64_t used;               /* LRU clock; 0: empty */
+	uint8_t *data;
+	size_t size;
+	char mime[VAULT_MIME_MAX];
+	char name[CATALOG_NAME_MAX + 1];
+	uint8_t sha[32];
+};
+
+struct fetch_cache {
+	struct cached slot[CACHE_SLOTS];
+	uint64_t clock;
+	size_t bytes;
+};
+
+static void cached_drop(struct fetch_cache *fc, struct cached *e)
+{
+	if (e->data) {
+		sodium_memzero(e->data, e->size);
+		free(e->data);
+		fc->bytes -= e->size;
+	}
+	memset(e, 0, sizeof(*e));
+}
+
+void control_fetch_forget(struct control *c, uint32_t uid)
+{
+	pthread_mutex_lock(&c->lock);
+	if (c->cache) {
+		for (size_t i = 0; i < CACHE_SLOTS; i++)
+			if (c->cache->slot[i].used && (uid == CONTROL_NOBODY ||
+						       c->cache->slot[i].uid == uid))
+				cached_drop(c->cache, &c->cache->slot[i]);
+		if (uid == CONTROL_NOBODY) {
+			free(c->cache);
+			c->cache = NULL;
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* Fills @f from the cache: true on a hit. */
+static bool cache_get(struct control *c, struct fetch *f, const uint8_t tag[16])
+{
+	bool hit = false;
+	static const uint8_t none[16];
+
+	if (!memcmp(tag, none, sizeof(none)))
+		return false;
+	pthread_mutex_lock(&c->lock);
+	for (size_t i = 0; c->cache && i < CACHE_SLOTS && !hit; i++) {
+		struct cached *e = &c->cache->slot[i];
+		if (!e->used || e->uid != f->g.link.uid || memcmp(e->tag, tag, 16))
+			continue;
+		f->buf = malloc(e->size ? e->size : 1);
+		if (!f->buf)
+			break;
+		memcpy(f->buf, e->data, e->size);
+		f->size = e->size;
+		memcpy(f->mime, e->mime, sizeof(f->mime));
+		memcpy(f->name, e->name, sizeof(f->name));
+		memcpy(f->sha, e->sha, sizeof(f->sha));
+		e->used = ++c->cache->clock;
+		hit = true;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return hit;
+}
+
+/* Keeps a copy of @f's body (already in f->buf) under @tag. */
+static void cache_put(struct control *c, const struct fetch *f, const uint8_t tag[16])
+{
+	struct cached *victim = NULL;
+	uint8_t *copy;
+	static const uint8_t none[16];
+
+	if (!memcmp(tag, none, sizeof(none)) || !f->buf || f->size > INLINE_MAX ||
+	    !(copy = malloc(f->size ? f->size : 1)))
+		return;
+	memcpy(copy, f->buf, f->size);
+	pthread_mutex_lock(&c->lock);
+	if (!c->cache)
+		c->cache = calloc(1, sizeof(*c->cache));
+	for (size_t i = 0; c->cache && i < CACHE_SLOTS; i++) {
+		struct cached *e = &c->cache->slot[i];
+		if (!victim || e->used < victim->used)
+			victim = e;
+	}
+	if (victim) {
+		cached_drop(c->cache, victim);
+		/* Stay under the byte cap: the oldest go first. */
+		while (c->cache->bytes + f->size > CACHE_BYTES) {
+			struct cached *old = NULL;
+			for (size_t i = 0; i < CACHE_SLOTS; i++) {
+				struct cached *e = &c->cache->slot[i];
+				if (e->used && (!old || e->used < old->used))
+					old = e;
+			}
+			if (!old)
+				break;
+			cached_drop(c->cache, old);
+		}
+		memcpy(victim->tag, tag, 16);
+		victim->uid = f->g.link.uid;
+		victim->used = ++c->cache->clock;
+		victim->data = copy;
+		victim->size = f->size;
+		c->cache->bytes += f->size;
+		memcpy(victim->mime, f->mime, sizeof(victim->mime));
+		memcpy(victim->name, f->name, sizeof(victim->name));
+		memcpy(victim->sha, f->sha, sizeof(victim->sha));
+		copy = NULL;
+	}
+	pthread_mutex_unlock(&c->lock);
+	free(copy);
+}
 
 static int64_t now_s(void)
 {
@@ -333,6 +460,39 @@ static void fetch_etag(const struct fetch *f, char out[36])
 	out[34] = '\0';
 }
 
+struct retag { struct share_grant *g; };
+
+/* The preview's thumbnail is not the link's own variant: its own tag. */
+static int do_retag(struct vault *v, void *arg)
+{
+	struct retag *t = arg;
+
+	return share_content_tag(v, t->g, TOKEN_THUMB, t->g->content_tag);
+}
+
+/* A small file read whole into f->buf, so it can be kept (and the file
+ * closed at once). */
+static int fetch_read_whole(struct conn *k, struct fetch *f, struct iverr *e)
+{
+	ssize_t n;
+
+	if (f->buf || !f->f)
+		return 0;
+	f->buf = malloc(f->size ? f->size : 1);
+	if (!f->buf)
+		return iverr_set(e, ENOMEM, "out of memory");
+	n = vault_file_pread(f->f, f->buf, f->size, 0, e);
+	if (n != (ssize_t)f->size) {
+		struct open_file o = { .f = f, .vf = f->f, .e = *e };
+		if (n < 0)
+			k->c->ops.call(k->c->ops.arg, f->g.link.uid, do_report_damage, &o);
+		return n < 0 ? (int)n : iverr_set(e, EIO, "short read");
+	}
+	vault_file_close(f->f);
+	f->f = NULL;
+	return 0;
+}
+
 static int handle_fetch_open(struct conn *k, const struct proto_msg *m)
 {
 	struct control *c = k->c;
@@ -361,11 +521,16 @@ static int handle_fetch_open(struct conn *k, const struct proto_msg *m)
 	/* Any valid link shows its image's thumbnail on its preview page. */
 	uint64_t want;
 	if (ret == 0 && proto_get_u64(m, T_VARIANT, &want) == 0 && want == TOKEN_THUMB) {
+		struct retag t = { .g = &f->g };
 		f->preview = true;
 		f->g.t.variant = TOKEN_THUMB;
+		c->ops.call_vault(c->ops.arg, k->uid, do_retag, &t);
 	}
-	if (ret == 0)
+	if (ret == 0 && !cache_get(c, f, f->g.content_tag)) {
 		ret = fetch_open_variant(k, f, &a.e);
+		if (ret == 0 && f->size <= INLINE_MAX && (ret = fetch_read_whole(k, f, &a.e)) == 0)
+			cache_put(c, f, f->g.content_tag);
+	}
 	if (ret < 0) {
 		note_fetch(c, &f->g, f->g.t.expires != 0, f->client,
 			   http_status(ret), 0);

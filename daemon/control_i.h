@@ -49,9 +49,11 @@ struct control {
 	 * verification is the costliest step of a fetch. */
 	uint8_t sig_key[16];
 	uint8_t sig_seen[SIG_CACHE][16];
+	struct fetch_cache *cache;        /* small bodies served lately */
 };
 
 struct fetch;
+struct fetch_cache;
 
 struct conn {
 	struct control *c;
@@ -71,6 +73,9 @@ int control_share_request(struct conn *k, const struct proto_msg *m);
 int control_fetch_request(struct conn *k, const struct proto_msg *m);
 /* Ends the connection's fetch (an aborted transfer, if it was not done). */
 void control_fetch_end(struct conn *k);
+/* Forgets what the fetch cache holds of @uid's vault (imgvault lock), or
+ * of everyone's with CONTROL_NOBODY; frees it at the end. */
+void control_fetch_forget(struct control *c, uint32_t uid);
 /* Writes the noted fetches to the audit trail (@force: whatever their age). */
 void control_flush_notes(struct control *c, bool force);
 
