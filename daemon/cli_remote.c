@@ -430,6 +430,17 @@ static int remote_rm(struct cli *c, struct remote *r, struct iverr *e)
 	return failed ? -1 : 0;
 }
 
+int remote_socket_of(struct cli *c, char *path, size_t cap)
+{
+	if (!c->store)
+		c->store = cli_default_store(c);
+	if (c->control) {
+		snprintf(path, cap, "%s", c->control);
+		return 0;
+	}
+	return remote_daemon_socket(c->store, path, cap);
+}
+
 int cli_remote(struct cli *c, int *exit_code)
 {
 	struct remote *r;
@@ -437,11 +448,7 @@ int cli_remote(struct cli *c, int *exit_code)
 	char path[108];
 	int ret;
 
-	if (!c->store)
-		c->store = cli_default_store(c);
-	if (c->control)
-		snprintf(path, sizeof(path), "%s", c->control);
-	else if (remote_daemon_socket(c->store, path, sizeof(path)) < 0)
+	if (remote_socket_of(c, path, sizeof(path)) < 0)
 		return 0;   /* not held by a daemon: the command opens the store */
 	r = calloc(1, sizeof(*r));
 	if (!r) {

@@ -147,11 +147,7 @@ static int share_connect(struct cli *c, struct remote *r, struct iverr *e)
 	char path[108];
 	int ret;
 
-	if (!c->store)
-		c->store = cli_default_store(c);
-	if (c->control)
-		snprintf(path, sizeof(path), "%s", c->control);
-	else if (remote_daemon_socket(c->store, path, sizeof(path)) < 0) {
+	if (remote_socket_of(c, path, sizeof(path)) < 0) {
 		if (access(CLI_SYSTEM_CONTROL, F_OK) < 0)
 			return iverr_set(e, ENOENT, NO_DAEMON);
 		snprintf(path, sizeof(path), "%s", CLI_SYSTEM_CONTROL);

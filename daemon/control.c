@@ -450,6 +450,7 @@ static int handle_lock(struct conn *k, struct request *r)
 		ret = k->c->ops.lock(k->c->ops.arg, uid, k->uid, &r->e);
 	if (ret < 0)
 		return send_error(k, ret, r->e.msg);
+	control_fetch_forget(k->c, uid);   /* no plaintext of a locked vault stays */
 	return send_type(k, P_OK);
 }
 
@@ -514,8 +515,10 @@ static int handle(struct conn *k, const uint8_t *buf, size_t len)
 		ret = handle_unlock(k, &r);
 		break;
 	case P_SHARE: case P_SHARES: case P_REVOKE: case P_KEYS: case P_PARTNER:
-	case P_FETCH_OPEN: case P_FETCH_BODY: case P_FETCH_READ: case P_FETCH_DONE:
 		ret = control_share_request(k, &m);
+		break;
+	case P_FETCH_OPEN: case P_FETCH_BODY: case P_FETCH_READ: case P_FETCH_DONE:
+		ret = control_fetch_request(k, &m);
 		break;
 	default:
 		ret = -EPROTO;   /* a reply type sent as a request: fatal */
@@ -669,6 +672,7 @@ void control_stop(struct control *c)
 		pthread_cond_wait(&c->idle, &c->lock);
 	pthread_mutex_unlock(&c->lock);
 	control_flush_notes(c, true);
+	control_fetch_forget(c, CONTROL_NOBODY);
 	free(c->notes);
 	free(c);
 }

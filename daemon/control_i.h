@@ -1,6 +1,7 @@
 /*
  * control_i.h — internals shared by control.c (the socket, the vault
- * requests) and control_share.c (share links and the gateway's fetches).
+ * requests), control_share.c (share links for the command line) and
+ * control_fetch.c (the gateway's fetches).
  * Not an API.
  */
 #ifndef IMGVAULT_CONTROL_I_H
@@ -48,9 +49,11 @@ struct control {
 	 * verification is the costliest step of a fetch. */
 	uint8_t sig_key[16];
 	uint8_t sig_seen[SIG_CACHE][16];
+	struct fetch_cache *cache;        /* small bodies served lately */
 };
 
 struct fetch;
+struct fetch_cache;
 
 struct conn {
 	struct control *c;
@@ -64,10 +67,15 @@ int send_msg(struct conn *k);
 int send_error(struct conn *k, int err, const char *msg);
 int send_type(struct conn *k, enum proto_type type);
 
-/* Share requests (control_share.c): 0, or < 0 to end the connection. */
+/* Share-link requests of the command line (control_share.c) and the
+ * gateway's fetches (control_fetch.c): 0, or < 0 to end the connection. */
 int control_share_request(struct conn *k, const struct proto_msg *m);
+int control_fetch_request(struct conn *k, const struct proto_msg *m);
 /* Ends the connection's fetch (an aborted transfer, if it was not done). */
 void control_fetch_end(struct conn *k);
+/* Forgets what the fetch cache holds of @uid's vault (imgvault lock), or
+ * of everyone's with CONTROL_NOBODY; frees it at the end. */
+void control_fetch_forget(struct control *c, uint32_t uid);
 /* Writes the noted fetches to the audit trail (@force: whatever their age). */
 void control_flush_notes(struct control *c, bool force);
 

@@ -37,6 +37,7 @@
 #include "conf.h"
 #include "control.h"
 #include "keys.h"
+#include "logline.h"
 #include "prompt.h"
 #include "share.h"
 #include "tree.h"
@@ -104,25 +105,12 @@ static const char usage_text[] =
 	"store's settings.  A stale mount left\n"
 	"by a crash (\"Transport endpoint is not connected\") is cleaned up first.\n";
 
-/* Log lines: a priority prefix journald understands, or JSON. */
+/* Log lines: a priority prefix journald understands, or JSON (logline.h). */
 static void daemon_log(void *arg, int level, const char *msg)
 {
 	const struct options *o = arg;
 
-	if (o && o->json_log) {
-		fprintf(stderr, "{\"priority\":%d,\"message\":\"", level);
-		for (const char *p = msg; *p; p++) {
-			if (*p == '"' || *p == '\\')
-				fputc('\\', stderr);
-			if ((unsigned char)*p < 0x20)
-				fprintf(stderr, "\\u%04x", *p);
-			else
-				fputc(*p, stderr);
-		}
-		fputs("\"}\n", stderr);
-	} else {
-		fprintf(stderr, "<%d>imgvaultd: %s\n", level, msg);
-	}
+	log_line("imgvaultd", level, o && o->json_log, msg);
 }
 
 static void logf_(const struct options *o, int level, const char *fmt, ...)

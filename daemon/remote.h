@@ -25,7 +25,12 @@ struct remote {
 
 /* The control socket named in @store's lock file when a daemon holds the
  * store (or the system socket when the lock is root's); -ENOENT if none. */
+struct cli;
+
 int remote_daemon_socket(const char *store, char *path, size_t cap);
+/* The socket the command line talks to: --control, else the one named in
+ * the store's lock (the default store's without --store); -ENOENT: none. */
+int remote_socket_of(struct cli *c, char *path, size_t cap);
 /* Connects @r to the socket at @path; r->fd is closed by remote_close. */
 int remote_connect(struct remote *r, const char *path, struct iverr *e);
 /* Sends r->out (begun with proto_begin and filled). */

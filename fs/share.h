@@ -120,6 +120,11 @@ struct share_grant {
 	struct token t;
 	struct catalog_share link;
 	char partner[CATALOG_PARTNER_NAME_MAX + 1];   /* "" if none */
+	/* Names exactly the bytes and the file name the link serves now (the
+	 * version, the thumbnail's blob, the sealed name): equal tags, equal
+	 * responses.  All zero when that cannot be said (a thumbnail not made
+	 * yet). */
+	uint8_t content_tag[16];
 };
 
 /*
@@ -137,6 +142,10 @@ struct share_grant {
  */
 int share_authorize(struct vault *v, const char *token, size_t len, const struct cidr *client,
 		    int64_t now, bool signature_checked, struct share_grant *g, struct iverr *e);
+/* The content tag of @g for @variant (the preview page's thumbnail is not
+ * the link's own variant); 0, or -ENOENT when there is none yet. */
+int share_content_tag(struct vault *v, const struct share_grant *g, uint8_t variant,
+		      uint8_t tag[16]);
 /* The public key of @kid, for a caller that checks signatures outside the
  * vault's lock (then share_authorize with @signature_checked); -ENOENT. */
 int share_public_key(struct vault *v, const uint8_t kid[TOKEN_KID_LEN],

@@ -624,6 +624,31 @@ static bool client_allowed(const char *cidrs, const struct cidr *client)
 	return false;
 }
 
+/* What names the bytes and the name a link serves now (share_grant). */
+static int content_tag_of(struct vault *v, const struct catalog_image *im, uint8_t variant,
+			  uint8_t tag[16])
+{
+	struct catalog_thumb t;
+	crypto_generichash_state st;
+	int64_t version = variant == TOKEN_PRISTINE ? im->pristine_version : im->current_version;
+
+	memset(tag, 0, 16);
+	if (!version)
+		return -ENOENT;
+	crypto_generichash_init(&st, NULL, 0, 16);
+	crypto_generichash_update(&st, &variant, 1);
+	crypto_generichash_update(&st, (const uint8_t *)&version, sizeof(version));
+	crypto_generichash_update(&st, im->name_enc, im->name_enc_len);
+	if (variant == TOKEN_THUMB) {
+		/* A thumbnail is remade (new blob) when its size setting changes. */
+		if (catalog_thumb_get(v->cat, version, &t, NULL) < 0)
+			return -ENOENT;
+		crypto_generichash_update(&st, t.blob.b, sizeof(t.blob.b));
+	}
+	crypto_generichash_final(&st, tag, 16);
+	return 0;
+}
+
 int share_public_key(struct vault *v, const uint8_t kid[TOKEN_KID_LEN],
 		     uint8_t pk[TOKEN_PK_LEN], struct iverr *e)
 {
@@ -684,7 +709,19 @@ int share_authorize(struct vault *v, const char *token, size_t len, const struct
 		return ret == -ENOENT ? iverr_set(e, EKEYREVOKED, "the image is gone") : ret;
 	if (sodium_memcmp(im.pid, w.t.image, sizeof(im.pid)) != 0 || im.uid != g->link.uid)
 		return iverr_set(e, EKEYREVOKED, "the link does not match its record");
+	content_tag_of(v, &im, w.t.variant, g->content_tag);
 	return 0;
+}
+
+int share_content_tag(struct vault *v, const struct share_grant *g, uint8_t variant,
+		      uint8_t tag[16])
+{
+	struct catalog_image im;
+
+	memset(tag, 0, 16);
+	if (catalog_image_get(v->cat, g->link.image_id, &im, NULL) < 0)
+		return -ENOENT;
+	return content_tag_of(v, &im, variant, tag);
 }
 
 int share_count_use(struct vault *v, const uint8_t tid[TOKEN_ID_LEN], bool completed,

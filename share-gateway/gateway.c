@@ -33,6 +33,7 @@
 #include "gw_daemon.h"
 #include "gw_http.h"
 #include "gw_limits.h"
+#include "logline.h"
 #include "token.h"
 
 #define MAX_LIST 16
@@ -121,20 +122,7 @@ static void logf_(const struct gateway *g, int level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (g && g->o.json_log) {
-		fprintf(stderr, "{\"priority\":%d,\"message\":\"", level);
-		for (const char *p = msg; *p; p++) {
-			if (*p == '"' || *p == '\\')
-				fputc('\\', stderr);
-			if ((unsigned char)*p < 0x20)
-				fprintf(stderr, "\\u%04x", *p);
-			else
-				fputc(*p, stderr);
-		}
-		fputs("\"}\n", stderr);
-	} else {
-		fprintf(stderr, "<%d>imgvault-gateway: %s\n", level, msg);
-	}
+	log_line("imgvault-gateway", level, g && g->o.json_log, msg);
 }
 
 static void access_log(struct req *r)

@@ -15,6 +15,7 @@ import concurrent.futures
 import fcntl
 import io
 import json
+import os
 import random
 import re
 import shutil
@@ -903,3 +904,40 @@ def test_system_mode_gateway_user(system_store, unix_users, gw_images, tmp_path,
             kill_proc(one.proc)
         stop_daemon(d)
         shutil.rmtree(sockdir, ignore_errors=True)
+
+
+# ---- the daemon's cache of small bodies: never staler than the catalog ----
+
+def test_small_bodies_follow_renames_new_versions_and_locks(gw_store, gateway):
+    """imgvaultd keeps small bodies it served (thumbnails) in memory, by
+    what they are: a rename, a new version and a lock must all show at once."""
+    s = gw_store
+    gateway(s)
+    mnt = s.daemon.mnt
+    link = s.share("default/small.jpg", "--variant", "thumb")
+    first = curl(link.url)
+    assert first.status == 200, repr(first)
+    assert curl(link.url).body == first.body                 # served twice, same bytes
+    assert 'filename="small.jpg"' in first.h("content-disposition")
+
+    os.rename(mnt / "default" / "original" / "small.jpg",
+              mnt / "default" / "original" / "tiny.jpg")
+    r = curl(link.url)
+    assert r.status == 200 and 'filename="tiny.jpg"' in r.h("content-disposition"), repr(r)
+
+    assert s.iv("lock").rc == 0
+    r = curl(link.url)
+    assert r.status == 503, "a locked vault's thumbnail was still served: " + repr(r)
+    r = s.iv("unlock")
+    assert r.rc == 0, str(r)
+    assert curl(link.url).status == 200
+
+    shutil.copyfile(s.images["pic.png"], mnt / "default" / "original" / "tiny.jpg")
+    r = wait_status(link.url, 200)
+    for _ in range(50):                                      # the new thumbnail is made
+        r = curl(link.url)
+        if r.status == 200 and r.body != first.body:
+            break
+        time.sleep(0.1)
+    assert r.status == 200 and r.body != first.body, "a stale thumbnail after a new version"
+    assert image_of(r.body).format == "PNG"
