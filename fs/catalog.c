@@ -458,6 +458,21 @@ int catalog_commit(struct catalog *c, struct iverr *e)
 	return ret;
 }
 
+int catalog_commit_relaxed(struct catalog *c, struct iverr *e)
+{
+	int ret;
+
+	if (c->depth > 1 || c->doomed)
+		return catalog_commit(c, e);
+	/* Not synced now: the next synchronous commit (or checkpoint) carries
+	 * it to disk; a crash before then loses only this transaction. */
+	if (exec_sql(c, "PRAGMA synchronous = NORMAL", "relaxing a commit", NULL) < 0)
+		return catalog_commit(c, e);
+	ret = catalog_commit(c, e);
+	exec_sql(c, "PRAGMA synchronous = FULL", "restoring synchronous commits", NULL);
+	return ret;
+}
+
 void catalog_rollback(struct catalog *c)
 {
 	if (--c->depth > 0) {

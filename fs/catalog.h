@@ -46,6 +46,10 @@ void catalog_close(struct catalog *c);
 int catalog_begin(struct catalog *c, struct iverr *e);
 int catalog_commit(struct catalog *c, struct iverr *e);
 void catalog_rollback(struct catalog *c);
+/* Commits without waiting for the disk, for data that can be made again
+ * (a thumbnail): after a crash the transaction may be gone, never torn, and
+ * every later synchronous commit carries it to disk first. */
+int catalog_commit_relaxed(struct catalog *c, struct iverr *e);
 
 /* PRAGMA integrity_check; a damaged database gives -IV_EDAMAGE with the
  * first problem in @e. */

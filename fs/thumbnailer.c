@@ -29,6 +29,8 @@ struct thumbnailer {
 	struct slot *slots;
 	size_t nslots;
 	bool stop;
+	void (*on_done)(void *arg);  /* under @lock; see thumbnailer_on_done */
+	void *on_done_arg;
 };
 
 static void *worker(void *arg)
@@ -60,6 +62,8 @@ static void *worker(void *arg)
 		pthread_mutex_lock(&t->lock);
 		sl->state = SLOT_DONE;
 		pthread_cond_broadcast(&t->done);
+		if (t->on_done)
+			t->on_done(t->on_done_arg);
 	}
 	pthread_mutex_unlock(&t->lock);
 	return NULL;
@@ -253,4 +257,12 @@ void thumbnailer_stop(struct thumbnailer *t)
 	pthread_cond_destroy(&t->done);
 	free(t->slots);
 	free(t);
+}
+
+void thumbnailer_on_done(struct thumbnailer *t, void (*fn)(void *arg), void *arg)
+{
+	pthread_mutex_lock(&t->lock);
+	t->on_done = fn;
+	t->on_done_arg = arg;
+	pthread_mutex_unlock(&t->lock);
 }

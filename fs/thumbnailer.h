@@ -39,6 +39,11 @@ int thumbnailer_run(struct thumbnailer *t, bool wait, int64_t until,
 		    vault_progress_fn progress, thumbnailer_damaged_fn damaged,
 		    void *arg, struct thumbnailer_report *r, struct iverr *e);
 
+/* Calls @fn from a worker each time a job is done, so that an owner that
+ * runs thumbnailer_run without waiting can commit at once instead of on
+ * its next round.  @fn must not block or call back into @t. */
+void thumbnailer_on_done(struct thumbnailer *t, void (*fn)(void *arg), void *arg);
+
 /* Joins the workers; work in flight is discarded (it stays queued). */
 void thumbnailer_stop(struct thumbnailer *t);
 

@@ -1694,6 +1694,15 @@ static void log_damaged(void *arg, int64_t image_id, const char *why)
 		 u->uid, image_id, why);
 }
 
+/* A thumbnail is made: the worker commits it now, not on its next round
+ * (which would make one thumbnail per round, ten a second). */
+static void wake_worker(void *arg)
+{
+	struct tree *t = arg;
+
+	pthread_cond_broadcast(&t->changed);
+}
+
 static void *worker_main(void *arg)
 {
 	struct tree *t = arg;
@@ -1818,10 +1827,13 @@ int tree_start(struct tree *t, struct iverr *e)
 {
 	int ret;
 
-	for (size_t i = 0; i < t->nusers; i++)
+	for (size_t i = 0; i < t->nusers; i++) {
 		if (t->users[i].s &&
 		    (ret = thumbnailer_start(t->users[i].s, 1, &t->users[i].thumbs, e)) < 0)
 			return ret;
+		if (t->users[i].thumbs)
+			thumbnailer_on_done(t->users[i].thumbs, wake_worker, t);
+	}
 	if (pthread_create(&t->worker, NULL, worker_main, t) != 0)
 		return iverr_set(e, EAGAIN, "cannot start the background thread");
 	t->worker_running = true;
@@ -2117,6 +2129,7 @@ int tree_unlock_user(struct tree *t, uint32_t uid, uint32_t actor, enum key_slot
 	}
 	u->s = s;
 	u->thumbs = thumbs;
+	thumbnailer_on_done(thumbs, wake_worker, t);
 	pthread_cond_broadcast(&t->changed);   /* thumbnails queued while locked */
 out:
 	vault_set_actor(t->v, (int64_t)getuid());

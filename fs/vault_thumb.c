@@ -155,7 +155,10 @@ int vault_thumb_commit(struct vault_session *s, const struct vault_thumb_job *jo
 	if ((ret = catalog_thumb_put(cat, &t, e)) < 0 ||
 	    (ret = catalog_queue_delete(cat, job->version_id, e)) < 0)
 		goto out_rollback;
-	if ((ret = catalog_commit(cat, e)) < 0)
+	/* A new thumbnail is derived data: if a crash loses this commit, the
+	 * queue still holds the job and fsck removes the blob.  A replacement
+	 * is synced, since the old blob goes right after. */
+	if ((ret = replaced ? catalog_commit(cat, e) : catalog_commit_relaxed(cat, e)) < 0)
 		goto out_discard;
 	st->staged = false;
 	if (replaced)
