@@ -323,7 +323,7 @@ int main(int argc, char **argv)
 	struct rlimit no_core = { 0, 0 };
 	unsigned used = 0;
 	bool help = false, check_config = false;
-	struct conf_args ca = { 0 };   /* lives as long as the program: c points into it */
+	static struct conf_args ca;   /* lives as long as the program: c points into it */
 	const char *config = conf_find_option(argc, argv, "config", true);
 	int opt, ret;
 

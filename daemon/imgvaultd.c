@@ -583,7 +583,7 @@ int main(int argc, char **argv)
 	pthread_t reload_thread;
 	struct control *ctl = NULL;
 	struct served served = { .o = &o };
-	struct conf_args ca = { 0 };
+	static struct conf_args ca;     /* options point into it to the end */
 	char config_path[PATH_MAX];
 	char *mount_args[16] = { 0 };   /* -o values, copied: options point into them */
 	size_t n_mount_args = 0;

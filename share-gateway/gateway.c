@@ -1094,7 +1094,7 @@ int main(int argc, char **argv)
 	char *cert = NULL, *key = NULL;
 	int ret = 1;
 
-	struct conf_args ca = { 0 };
+	static struct conf_args ca;     /* g->o points into it to the end */
 	char err[1024];
 	const char *config = conf_find_option(argc, argv, "config", true);
 
