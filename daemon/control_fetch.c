@@ -209,22 +209,33 @@ static void note_fetch(struct control *c, const struct share_grant *g, bool vali
 	}
 	snprintf(n.client, sizeof(n.client), "%s", client ? client : "");
 	pthread_mutex_lock(&c->lock);
-	if (c->n_notes < MAX_NOTES) {
-		struct share_fetch_note *p = realloc(c->notes, (c->n_notes + 1) * sizeof(*p));
+	if (c->n_notes == c->cap_notes && c->cap_notes < MAX_NOTES) {
+		size_t cap = c->cap_notes ? 2 * c->cap_notes : 64;
+		struct share_fetch_note *p = realloc(c->notes, cap * sizeof(*p));
 		if (p) {
 			c->notes = p;
-			c->notes[c->n_notes++] = n;
+			c->cap_notes = cap;
 		}
 	}
+	if (c->n_notes < c->cap_notes)
+		c->notes[c->n_notes++] = n;
+	else
+		c->dropped_notes++;   /* said in the trail at the next flush */
 	pthread_mutex_unlock(&c->lock);
 }
 
-struct notes { struct share_fetch_note *v; size_t n; struct iverr e; };
+struct notes { struct share_fetch_note *v; size_t n; uint64_t dropped; struct iverr e; };
 
 static int write_notes(struct vault *v, void *arg)
 {
 	struct notes *n = arg;
 
+	if (n->dropped) {
+		char detail[96];
+		snprintf(detail, sizeof(detail), "%" PRIu64 " fetches not itemised: the audit "
+			 "trail fell behind", n->dropped);
+		vault_audit(v, -1, "share.fetch", "-", "dropped", detail);
+	}
 	return share_audit_fetches(v, n->v, n->n, &n->e);
 }
 
@@ -235,15 +246,18 @@ void control_flush_notes(struct control *c, bool force)
 	struct notes n = { 0 };
 
 	pthread_mutex_lock(&c->lock);
-	if (c->n_notes && (force || c->n_notes >= AUDIT_BATCH || now_s() != c->flushed)) {
+	if ((c->n_notes || c->dropped_notes) &&
+	    (force || c->n_notes >= AUDIT_BATCH || now_s() != c->flushed)) {
 		n.v = c->notes;
 		n.n = c->n_notes;
+		n.dropped = c->dropped_notes;
 		c->notes = NULL;
-		c->n_notes = 0;
+		c->n_notes = c->cap_notes = 0;
+		c->dropped_notes = 0;
 		c->flushed = now_s();
 	}
 	pthread_mutex_unlock(&c->lock);
-	if (n.n && c->ops.call_vault)
+	if ((n.n || n.dropped) && c->ops.call_vault)
 		c->ops.call_vault(c->ops.arg, c->ops.gateway_uid == CONTROL_NOBODY ?
 				  (uint32_t)getuid() : c->ops.gateway_uid, write_notes, &n);
 	free(n.v);

@@ -43,7 +43,8 @@ struct control {
 	struct reservation reserved[MAX_RESERVED];
 	size_t n_reserved;
 	struct share_fetch_note *notes;   /* fetches not yet in the audit trail */
-	size_t n_notes;
+	size_t n_notes, cap_notes;
+	uint64_t dropped_notes;           /* fetches past MAX_NOTES, not itemised */
 	int64_t flushed;                  /* when notes were last written */
 	/* Keyed hashes of tokens whose signature checked out: an Ed25519
 	 * verification is the costliest step of a fetch. */
