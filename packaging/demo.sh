@@ -10,7 +10,14 @@ IVD=$BUILD/imgvaultd
 IVG=$BUILD/imgvault-gateway
 DEMO=$(mktemp -d /tmp/imgvault-demo.XXXXXX)
 MNT=$DEMO/mnt
-PORT=${IMGVAULT_DEMO_PORT:-8080}
+# 8080 unless it is taken (or IMGVAULT_DEMO_PORT says otherwise).
+PORT=${IMGVAULT_DEMO_PORT:-$(python3 -c 'import socket
+s = socket.socket()
+try:
+    s.bind(("127.0.0.1", 8080))
+except OSError:
+    s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])')}
 DPID= GPID=
 cleanup() {
   if [[ -n $GPID ]]; then
@@ -69,7 +76,7 @@ step getfattr -d -m - "$MNT/holidays/original/IMG_0001.jpg"
 
 echo
 echo "Starting imgvault-gateway on 127.0.0.1:$PORT..."
-"$IVG" --listen "127.0.0.1:$PORT" --control "$DEMO/control.sock" \
+"$IVG" --config /dev/null --listen "127.0.0.1:$PORT" --control "$DEMO/control.sock" \
   --keys "$DEMO/signing-keys.pub" 2>"$DEMO/gateway.log" &
 GPID=$!
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
