@@ -514,8 +514,8 @@ static enum MHD_Result serve_link(struct req *r, struct MHD_Connection *mc, char
 		      "every connection is busy" : strerror(errno));
 		return respond_refused(r, mc, 503);
 	}
-	ret = gw_fetch_open(r->conn, token, len, r->client, kind == 'p', &r->meta, why,
-			    sizeof(why));
+	ret = gw_fetch_open(r->conn, token, len, r->client, kind == 'p', kind != 'v' && !r->head,
+			    &r->meta, why, sizeof(why));
 	if (ret < 0) {
 		gw_conn_give(g->daemon, r->conn, ret == -EPROTO);
 		r->conn = NULL;

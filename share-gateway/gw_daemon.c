@@ -169,7 +169,7 @@ static int roundtrip(struct gw_conn *c, char *why, size_t whycap)
 }
 
 int gw_fetch_open(struct gw_conn *c, const char *token, size_t len, const char *client,
-		  bool preview, struct gw_meta *m, char *why, size_t whycap)
+		  bool preview, bool want_body, struct gw_meta *m, char *why, size_t whycap)
 {
 	const struct proto_field *f;
 	uint64_t v;
@@ -181,7 +181,8 @@ int gw_fetch_open(struct gw_conn *c, const char *token, size_t len, const char *
 	proto_put_str(&c->out, T_CLIENT, client);
 	if (preview)
 		proto_put_u64(&c->out, T_VARIANT, TOKEN_THUMB);
-	proto_put_u64(&c->out, T_LENGTH, PROTO_DATA_MAX);   /* a small body inline */
+	if (want_body)
+		proto_put_u64(&c->out, T_LENGTH, PROTO_DATA_MAX);   /* a small body inline */
 	ret = roundtrip(c, why, whycap);
 	sodium_memzero(c->out.buf, c->out.len);   /* the token */
 	if (ret < 0)

@@ -46,13 +46,14 @@ void gw_conn_give(struct gw_daemon *d, struct gw_conn *c, bool broken);
 
 /*
  * Asks the daemon to open @token for @client (an address in text);
- * @preview: its thumbnail, for the preview page (never counted).  0, or
+ * @preview: its thumbnail, for the preview page (never counted);
+ * @want_body: a small body may come inline (m->data).  0, or
  * -errno with the daemon's words in @why: -ENOENT, -EKEYEXPIRED,
  * -EKEYREVOKED, -EPERM, -EACCES, -EAGAIN …; -EPROTO when the connection
  * failed (give it back broken).
  */
 int gw_fetch_open(struct gw_conn *c, const char *token, size_t len, const char *client,
-		  bool preview, struct gw_meta *m, char *why, size_t whycap);
+		  bool preview, bool want_body, struct gw_meta *m, char *why, size_t whycap);
 /* m->data, when set, points into @c's buffer: valid until the next call. */
 /* The range about to be sent: -EKEYREVOKED when a limited link has no use
  * left for it. */
