@@ -12,7 +12,7 @@ PKGS=(
   dpkg-dev debhelper fakeroot lintian systemd
   # tests and fuzzing
   python3 python3-pytest python3-pil imagemagick libimage-exiftool-perl attr rsync nginx-light
-  icc-profiles-free curl chromium
+  icc-profiles-free curl chromium openssl
   # (chromium: the preview page in a real browser)
   clang-14 libfuzzer-14-dev libclang-rt-14-dev
   # benchmarks: the anchors and the photo corpus' source pictures

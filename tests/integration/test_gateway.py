@@ -461,6 +461,27 @@ def test_trusted_proxy(gw_store, gateway):
     assert r.status == 403, repr(r)
 
 
+def test_tls(gw_store, gateway, tmp_path):
+    """--tls-cert and --tls-key: the same links over HTTPS, with HSTS."""
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is needed to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key),
+                    "-out", str(cert)], check=True, capture_output=True, timeout=60)
+    s = gw_store
+    g = gateway(s, "--tls-cert", cert, "--tls-key", key)
+    link = s.share("default/photo.jpg")
+    secure = link.url.replace("http://", "https://")
+    r = curl(secure, "--cacert", str(cert))
+    assert r.status == 200 and image_of(r.body).size == (640, 480), repr(r)
+    assert r.h("strict-transport-security"), repr(r)
+    assert curl(link.url).status != 200          # plain HTTP on the TLS port: no
+    assert curl(secure).status == 0              # an unknown certificate: curl refuses
+    assert g.alive()
+
+
 # ---- health, metrics ----
 
 def test_healthz_and_metrics(gw_store, gateway):
