@@ -254,7 +254,28 @@ struct served {
 	const struct options *o;
 	struct tree *t;
 	struct server_key *sk;
+	struct share_keys *keys;     /* a desktop vault's go with its lock */
 };
+
+struct forget { struct served *sv; uint32_t uid; };
+
+static int keys_forget(struct vault *v, void *arg)
+{
+	struct forget *f = arg;
+
+	(void)v;
+	share_keys_forget(f->sv->keys, f->uid);
+	return 0;
+}
+
+struct restore { struct served *sv; struct iverr *e; };
+
+static int keys_restore(struct vault_session *s, void *arg)
+{
+	struct restore *r = arg;
+
+	return share_keys_restore(r->sv->keys, s, r->e);
+}
 
 static int ctl_call(void *arg, uint32_t uid, int (*fn)(struct vault_session *, void *),
 		    void *fnarg)
@@ -332,9 +353,12 @@ static int ctl_lock(void *arg, uint32_t uid, uint32_t actor, struct iverr *e)
 	struct served *sv = arg;
 	int ret = tree_lock_user(sv->t, uid, actor, e);
 
-	if (ret == 0)
+	if (ret == 0) {
+		struct forget f = { sv, uid };
+		tree_call_vault(sv->t, actor, keys_forget, &f);   /* serialised with minting */
 		logf_(sv->o, 6, "uid %u's vault locked (asked by uid %u): its keys are wiped",
 		      uid, actor);
+	}
 	return ret;
 }
 
@@ -352,9 +376,12 @@ static int ctl_unlock(void *arg, uint32_t uid, uint32_t actor, const void *pass,
 	else
 		ret = tree_unlock_user(sv->t, uid, actor, KEY_SLOT_SERVER, sv->sk->k,
 				       KEYS_KEY_LEN, e);
-	if (ret == 0)
+	if (ret == 0) {
+		struct restore r = { sv, e };
+		if (tree_call(sv->t, uid, keys_restore, &r) < 0)
+			logf_(sv->o, 4, "uid %u's link signing key not restored: %s", uid, e->msg);
 		logf_(sv->o, 6, "uid %u's vault unlocked (asked by uid %u)", uid, actor);
-	else
+	} else
 		logf_(sv->o, 5, "uid %u's vault not unlocked (asked by uid %u): %s", uid, actor,
 		      e->msg);
 	return ret;
@@ -723,6 +750,7 @@ int main(int argc, char **argv)
 		pthread_detach(reload_thread);
 	tree_set_fuse(t, se);
 	served.t = t;
+	served.keys = keys;
 	if ((ret = tree_start(t, &e)) < 0) {
 		logf_(&o, 3, "cannot start: %s", e.msg);
 		ret = 1;

@@ -54,6 +54,11 @@ int share_keys_open(struct vault *v, const struct server_key *sk, struct vault_s
 		    struct share_keys **out, struct iverr *e);
 /* Wipes and frees; NULL is a no-op. */
 void share_keys_free(struct share_keys *k);
+/* A desktop store's keys follow their owner's vault: forgotten (wiped) when
+ * @uid's vault is locked, taken back with its session at unlock.  No-ops
+ * for the vault-wide keys of a system store, or another uid. */
+void share_keys_forget(struct share_keys *k, uint32_t uid);
+int share_keys_restore(struct share_keys *k, struct vault_session *s, struct iverr *e);
 /* Makes a new key the one new links are signed with; links signed with the
  * old one keep working until it is retired.  @kid gets its id in hex. */
 int share_keys_rotate(struct share_keys *k, char kid[2 * TOKEN_KID_LEN + 1], struct iverr *e);

@@ -85,9 +85,12 @@ struct share_keys {
 	int64_t owner;                       /* VAULT_SCOPE or a uid */
 	uint8_t wrap[KEYS_KEY_LEN];          /* seals secret halves */
 	bool have_current;
+	bool forgotten;                      /* its owner's vault is locked */
 	uint8_t kid[TOKEN_KID_LEN];
 	uint8_t sk[TOKEN_SK_LEN];            /* the current secret half */
 };
+
+#define LOCKED_KEYS "the vault is locked, and its link signing key with it; run imgvault unlock"
 
 /* The sealed secret is bound to its key id, its owner and the store. */
 static void signkey_ad(const struct vault *v, const uint8_t kid[TOKEN_KID_LEN], int64_t owner,
@@ -203,6 +206,25 @@ void share_keys_free(struct share_keys *k)
 		sodium_free(k);   /* wipes */
 }
 
+void share_keys_forget(struct share_keys *k, uint32_t uid)
+{
+	if (!k || k->owner == VAULT_SCOPE || k->owner != (int64_t)uid)
+		return;
+	sodium_memzero(k->wrap, sizeof(k->wrap));
+	sodium_memzero(k->sk, sizeof(k->sk));
+	k->have_current = false;
+	k->forgotten = true;
+}
+
+int share_keys_restore(struct share_keys *k, struct vault_session *s, struct iverr *e)
+{
+	if (!k || !k->forgotten || k->owner != (int64_t)s->uid)
+		return 0;
+	crypto_kdf_derive_from_key(k->wrap, sizeof(k->wrap), 1, SIGN_CONTEXT, s->keys->meta);
+	k->forgotten = false;
+	return keys_load_current(k, e);
+}
+
 void share_keys_current(const struct share_keys *k, uint8_t kid[TOKEN_KID_LEN])
 {
 	memcpy(kid, k->kid, TOKEN_KID_LEN);
@@ -218,6 +240,8 @@ int share_keys_rotate(struct share_keys *k, char kid[2 * TOKEN_KID_LEN + 1], str
 	uint8_t old_kid[TOKEN_KID_LEN], old_sk[TOKEN_SK_LEN];
 	int ret;
 
+	if (k->forgotten)
+		return iverr_set(e, ENOKEY, LOCKED_KEYS);
 	memcpy(old_kid, k->kid, sizeof(old_kid));
 	memcpy(old_sk, k->sk, sizeof(old_sk));
 	if ((ret = signkey_create(k, e)) < 0) {
@@ -236,6 +260,8 @@ int share_keys_retire(struct share_keys *k, const uint8_t kid[TOKEN_KID_LEN], st
 	char hex[2 * TOKEN_KID_LEN + 1];
 	int ret;
 
+	if (k->forgotten)
+		return iverr_set(e, ENOKEY, LOCKED_KEYS);
 	token_hex(kid, TOKEN_KID_LEN, hex);
 	ret = catalog_signkey_get(k->v->cat, kid, &row, e);
 	if (ret == -ENOENT || (ret == 0 && (row.owner != k->owner || row.retired)))
@@ -501,6 +527,8 @@ int share_mint(struct vault_session *s, struct share_keys *k, const struct share
 	if (k->owner != VAULT_SCOPE && k->owner != (int64_t)s->uid)
 		return iverr_set(e, EPERM, "links of a desktop store are signed by the user "
 				 "who mounted it");
+	if (k->forgotten)
+		return iverr_set(e, ENOKEY, LOCKED_KEYS);
 	if ((ret = vault_image_get(s, r->image_id, &im, e)) < 0)
 		return ret;
 	if (r->partner) {

@@ -962,3 +962,24 @@ def test_small_bodies_follow_renames_new_versions_and_locks(gw_store, gateway):
         time.sleep(0.1)
     assert r.status == 200 and r.body != first.body, "a stale thumbnail after a new version"
     assert image_of(r.body).format == "PNG"
+
+
+def test_desktop_signing_key_goes_with_the_lock(gw_store, gateway):
+    """A desktop store's signing key is sealed under its owner's key: locking
+    the vault wipes it from the daemon, unlocking brings the same key back."""
+    s = gw_store
+    gateway(s)
+    before = [k for k in s.keys() if k.get("current")]
+    assert len(before) == 1, before
+    link = s.share("default/photo.jpg")
+    assert s.iv("lock").rc == 0
+    for args in (("share", "default/photo.jpg"), ("keys", "rotate")):
+        r = s.iv(*args)
+        assert r.rc != 0 and "locked" in r.err, str(r)
+    assert curl(link.url).status == 503                 # nothing is served while locked
+    assert s.iv("unlock").rc == 0
+    after = [k for k in s.keys() if k.get("current")]
+    assert after == before, (before, after)
+    again = s.share("default/photo.jpg")
+    assert again.token.split(".")[0] != link.token.split(".")[0]
+    assert curl(again.url).status == 200 and curl(link.url).status == 200
