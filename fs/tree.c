@@ -2104,6 +2104,7 @@ out:
 int tree_unlock_user(struct tree *t, uint32_t uid, uint32_t actor, enum key_slot_kind kind,
 		     const void *secret, size_t len, struct iverr *e)
 {
+	struct vault_unlocking *un = NULL;
 	struct vault_session *s = NULL;
 	struct thumbnailer *thumbs = NULL;
 	struct user_ctx *u;
@@ -2120,8 +2121,21 @@ int tree_unlock_user(struct tree *t, uint32_t uid, uint32_t actor, enum key_slot
 		ret = iverr_set(e, EALREADY, "%s's vault is not locked", u->name);
 		goto out;
 	}
-	/* A wrong secret is audited by vault_unlock. */
-	if ((ret = vault_unlock(t->v, uid, kind, secret, len, &s, e)) < 0)
+	if ((ret = vault_unlock_begin(t->v, uid, kind, &un, e)) < 0)
+		goto out;
+	/* The key derivation runs without the lock: the mount goes on meanwhile,
+	 * and a stream of wrong passphrases cannot stall everyone's vault. */
+	pthread_mutex_unlock(&t->lock);
+	vault_unlock_derive(un, secret, len);
+	pthread_mutex_lock(&t->lock);
+	vault_set_actor(t->v, actor);
+	if (u->s) {   /* another unlock won meanwhile */
+		vault_unlock_abandon(un);
+		ret = iverr_set(e, EALREADY, "%s's vault is not locked", u->name);
+		goto out;
+	}
+	/* A wrong secret is audited here. */
+	if ((ret = vault_unlock_finish(un, &s, e)) < 0)
 		goto out;
 	if ((ret = thumbnailer_start(s, 1, &thumbs, e)) < 0) {
 		vault_session_close(s);

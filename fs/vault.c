@@ -585,51 +585,119 @@ static const char *slot_word(enum key_slot_kind kind)
 	return "key";
 }
 
+/* What an unlock read from the catalog, for the key derivation to use
+ * outside the caller's lock (vault.h). */
+struct vault_unlocking {
+	struct vault *v;
+	uint32_t uid;
+	enum key_slot_kind kind;
+	struct catalog_user u;
+	struct key_slot slot;
+	struct key_slot_binding b;
+	struct user_keys *keys;      /* set by vault_unlock_derive */
+	int derived;                 /* its result: 0, -IV_EAUTH … */
+	struct iverr derive_err;
+};
+
+int vault_unlock_begin(struct vault *v, uint32_t uid, enum key_slot_kind kind,
+		       struct vault_unlocking **out, struct iverr *e)
+{
+	struct vault_unlocking *un;
+	int ret;
+
+	*out = NULL;
+	un = calloc(1, sizeof(*un));
+	if (!un)
+		return iverr_set(e, ENOMEM, "out of memory");
+	un->v = v;
+	un->uid = uid;
+	un->kind = kind;
+	un->b = vault_binding(v, uid);
+	un->derived = -EINVAL;
+	ret = catalog_user_get(v->cat, uid, &un->u, e);
+	if (ret == -ENOENT)
+		ret = iverr_set(e, ENOENT, "uid %u has no vault in store %s; add it with "
+				"imgvault user add", uid, v->path);
+	if (ret == 0) {
+		ret = catalog_slot_get(v->cat, uid, kind, &un->slot, e);
+		if (ret == -ENOENT)
+			ret = iverr_set(e, ENOENT, "uid %u's vault has no %s slot", uid,
+					slot_word(kind));
+	}
+	if (ret < 0) {
+		free(un);
+		return ret;
+	}
+	*out = un;
+	return 0;
+}
+
+void vault_unlock_derive(struct vault_unlocking *un, const void *secret, size_t len)
+{
+	un->derived = keys_slot_open(&un->slot, secret, len, &un->b, &un->keys, &un->derive_err);
+}
+
+int vault_unlock_finish(struct vault_unlocking *un, struct vault_session **out,
+			struct iverr *e)
+{
+	struct vault *v = un->v;
+	struct vault_session *s = NULL;
+	int ret = un->derived;
+
+	*out = NULL;
+	if (ret == -IV_EAUTH) {
+		vault_audit(v, un->uid, "unlock", "", "refused", slot_word(un->kind));
+		ret = iverr_set(e, IV_EAUTH, "wrong %s for uid %u's vault%s", slot_word(un->kind),
+				un->uid, un->kind == KEY_SLOT_PASSPHRASE ? "; try again, or use "
+				"imgvault user recover with the recovery code" : "");
+		goto out;
+	}
+	if (ret < 0) {
+		ret = iverr_set(e, -ret, "%s", un->derive_err.msg);
+		goto out;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		ret = iverr_set(e, ENOMEM, "out of memory");
+		goto out;
+	}
+	s->v = v;
+	s->uid = un->uid;
+	s->key_epoch = un->u.key_epoch;
+	s->keys = un->keys;
+	un->keys = NULL;
+	if (un->u.rekey != CATALOG_REKEY_NONE && (ret = session_load_prev(s, &un->u, e)) < 0) {
+		vault_session_close(s);
+		goto out;
+	}
+	vault_audit(v, un->uid, "unlock", "", "ok", slot_word(un->kind));
+	*out = s;
+out:
+	vault_unlock_abandon(un);
+	return ret;
+}
+
+void vault_unlock_abandon(struct vault_unlocking *un)
+{
+	if (!un)
+		return;
+	keys_user_free(un->keys);
+	sodium_memzero(un, sizeof(*un));
+	free(un);
+}
+
 int vault_unlock(struct vault *v, uint32_t uid, enum key_slot_kind kind,
 		 const void *secret, size_t len, struct vault_session **out,
 		 struct iverr *e)
 {
-	struct key_slot_binding b = vault_binding(v, uid);
-	struct vault_session *s = NULL;
-	struct catalog_user u;
-	struct key_slot slot;
-	int ret;
+	struct vault_unlocking *un;
+	int ret = vault_unlock_begin(v, uid, kind, &un, e);
 
 	*out = NULL;
-	ret = catalog_user_get(v->cat, uid, &u, e);
-	if (ret == -ENOENT)
-		return iverr_set(e, ENOENT, "uid %u has no vault in store %s; add it with "
-				 "imgvault user add", uid, v->path);
 	if (ret < 0)
 		return ret;
-	ret = catalog_slot_get(v->cat, uid, kind, &slot, e);
-	if (ret == -ENOENT)
-		return iverr_set(e, ENOENT, "uid %u's vault has no %s slot", uid, slot_word(kind));
-	if (ret < 0)
-		return ret;
-	s = calloc(1, sizeof(*s));
-	if (!s)
-		return iverr_set(e, ENOMEM, "out of memory");
-	s->v = v;
-	s->uid = uid;
-	s->key_epoch = u.key_epoch;
-	ret = keys_slot_open(&slot, secret, len, &b, &s->keys, e);
-	if (ret == -IV_EAUTH) {
-		vault_audit(v, uid, "unlock", "", "refused", slot_word(kind));
-		ret = iverr_set(e, IV_EAUTH, "wrong %s for uid %u's vault%s", slot_word(kind),
-				uid, kind == KEY_SLOT_PASSPHRASE ? "; try again, or use "
-				"imgvault user recover with the recovery code" : "");
-	}
-	if (ret < 0)
-		goto out_free;
-	if (u.rekey != CATALOG_REKEY_NONE && (ret = session_load_prev(s, &u, e)) < 0)
-		goto out_free;
-	vault_audit(v, uid, "unlock", "", "ok", slot_word(kind));
-	*out = s;
-	return 0;
-out_free:
-	vault_session_close(s);
-	return ret;
+	vault_unlock_derive(un, secret, len);
+	return vault_unlock_finish(un, out, e);
 }
 
 void vault_session_close(struct vault_session *s)

@@ -104,6 +104,21 @@ int vault_user_add(struct vault *v, uint32_t uid, const struct server_key *sk,
 int vault_unlock(struct vault *v, uint32_t uid, enum key_slot_kind kind,
 		 const void *secret, size_t len, struct vault_session **out,
 		 struct iverr *e);
+/*
+ * vault_unlock in three steps, so that a daemon does not hold its lock for
+ * the key derivation (Argon2id: up to a second, and anyone may try a
+ * passphrase): begin reads the slot (catalog), derive runs the KDF and
+ * touches nothing shared, finish audits and makes the session (catalog)
+ * and frees @un.  vault_unlock_abandon frees an @un that will not finish.
+ */
+struct vault_unlocking;
+int vault_unlock_begin(struct vault *v, uint32_t uid, enum key_slot_kind kind,
+		       struct vault_unlocking **out, struct iverr *e);
+void vault_unlock_derive(struct vault_unlocking *un, const void *secret, size_t len);
+int vault_unlock_finish(struct vault_unlocking *un, struct vault_session **out,
+			struct iverr *e);
+void vault_unlock_abandon(struct vault_unlocking *un);
+
 /* Wipes the keys and frees; NULL is a no-op. */
 void vault_session_close(struct vault_session *s);
 uint32_t vault_session_uid(const struct vault_session *s);

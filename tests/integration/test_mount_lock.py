@@ -10,6 +10,7 @@ import pwd
 import shutil
 import socket
 import struct
+import subprocess
 import time
 
 import pytest
@@ -254,6 +255,35 @@ def test_system_user_unlocks_herself_with_her_passphrase(system_mount, image_set
     r = cli_as(m, m.alice, "unlock", passfile=pf)
     assert r.rc == EXIT_OK, str(r)
     assert as_user(m.alice, read_bytes, m.original("s.jpg", user=m.alice)) == data
+
+
+def test_a_slow_unlock_does_not_stall_the_mount(system_mount, image_set, shared_dir):
+    """The key derivation of an unlock runs outside the daemon's lock: while
+    alice's passphrase (Argon2id at the "sensitive" cost: seconds) is being
+    tried, bob's files are served as usual."""
+    m = system_mount
+    pf = write_secret(shared_dir / "alice-pass", PASSPHRASE)
+    wrong = write_secret(shared_dir / "alice-wrong", "not it")
+    for f in (pf, wrong):
+        os.chown(f, pwd.getpwnam(m.alice).pw_uid, -1)
+    r = m.offline("user", "passwd", m.alice, "--new-passphrase-file", pf, "--kdf",
+                  "sensitive")
+    assert r.rc == EXIT_OK, str(r)
+    data = image_set["small.jpg"].read_bytes()
+    as_user(m.bob, write_file, m.original("b.jpg", user=m.bob), data)
+    assert cli_as(m, m.alice, "lock").rc == EXIT_OK
+    pre = ["-s", m.store.path, "--control", control_of(m), "--passphrase-file", wrong]
+    unlock = subprocess.Popen(["runuser", "-u", m.alice, "--", str(m.store.binary), *pre,
+                               "unlock"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.3)                       # the derivation is under way
+    assert unlock.poll() is None, "the sensitive KDF finished too fast to test anything"
+    t0 = time.monotonic()
+    for _ in range(5):
+        assert as_user(m.bob, file_sha, m.original("b.jpg", user=m.bob)) == sha256(data)
+    served = time.monotonic() - t0
+    still_running = unlock.poll() is None
+    assert unlock.wait(timeout=120) == EXIT_AUTH
+    assert still_running, f"bob's reads waited for alice's unlock ({served:.2f} s)"
 
 
 # ---- the messages themselves ----
