@@ -127,6 +127,7 @@ static int signkey_open(const struct vault *v, const uint8_t wrap[KEYS_KEY_LEN],
 static int signkey_create(struct share_keys *k, struct iverr *e)
 {
 	struct catalog_signkey row = { .owner = k->owner, .created = vault_now() };
+	char hex[2 * TOKEN_KID_LEN + 1];
 	int ret;
 
 	randombytes_buf(row.kid, sizeof(row.kid));
@@ -136,9 +137,8 @@ static int signkey_create(struct share_keys *k, struct iverr *e)
 		return ret;
 	memcpy(k->kid, row.kid, sizeof(k->kid));
 	k->have_current = true;
-	audit_append(k->v->cat, k->v->actor, k->owner, "keys.create", "", "ok", NULL, "kid=%02x%02x%02x%02x%02x%02x%02x%02x",
-		     row.kid[0], row.kid[1], row.kid[2], row.kid[3], row.kid[4], row.kid[5],
-		     row.kid[6], row.kid[7]);
+	token_hex(row.kid, sizeof(row.kid), hex);
+	audit_append(k->v->cat, k->v->actor, k->owner, "keys.create", hex, "ok", NULL, "%s", "");
 	return 0;
 }
 
