@@ -531,6 +531,9 @@ int share_mint(struct vault_session *s, struct share_keys *k, const struct share
 		return iverr_set(e, ENOKEY, LOCKED_KEYS);
 	if ((ret = vault_image_get(s, r->image_id, &im, e)) < 0)
 		return ret;
+	if (!im.current_version)
+		return iverr_set(e, EINVAL, "%s has no content yet (an empty file being "
+				 "written?): share it once it is saved", im.name);
 	if (r->partner) {
 		if ((ret = share_partner_find(v, r->partner, &partner, e)) < 0)
 			return ret;
