@@ -18,8 +18,6 @@
 #include "control_i.h"
 #include "proto.h"
 
-#define LOCKED_MESSAGE "the vault is locked; run imgvault unlock"
-
 static bool stopping(struct control *c)
 {
 	return __atomic_load_n(&c->stop, __ATOMIC_ACQUIRE);
@@ -238,19 +236,29 @@ static int recv_data(struct conn *k, uint8_t **buf, size_t *len, uint64_t max)
 	return ret;
 }
 
-/* A locked vault's answer, in words (ops.call and ops.hold say -ENOKEY). */
-static int locked_words(struct request *r, int ret)
+int control_locked(int ret, struct iverr *e)
 {
 	if (ret == -ENOKEY)
-		return iverr_set(&r->e, ENOKEY, LOCKED_MESSAGE);
+		return iverr_set(e, ENOKEY, LOCKED_MESSAGE);
 	return ret;
+}
+
+int control_call_own(struct conn *k, int (*fn)(struct vault_session *s, void *arg), void *arg,
+		     struct iverr *e)
+{
+	return control_locked(k->c->ops.call(k->c->ops.arg, k->uid, fn, arg), e);
+}
+
+static int locked_words(struct request *r, int ret)
+{
+	return control_locked(ret, &r->e);
 }
 
 /* Runs @fn with the peer's session under the daemon's lock. */
 static int call(struct conn *k, int (*fn)(struct vault_session *s, void *arg),
 		struct request *r)
 {
-	return locked_words(r, k->c->ops.call(k->c->ops.arg, k->uid, fn, r));
+	return control_call_own(k, fn, r, &r->e);
 }
 
 /* The session stays the peer's until unhold(): a lock waits for it. */

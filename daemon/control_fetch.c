@@ -25,6 +25,7 @@
 #define MAX_NOTES 8192
 #define INLINE_MAX (PROTO_DATA_MAX - 2048)   /* room for the other fields */
 #define CACHE_SLOTS 512
+#define CACHE_WAYS 4                     /* a tag may sit in one set of 4 slots */
 #define CACHE_BYTES (16u << 20)
 
 struct fetch {
@@ -93,6 +94,14 @@ void control_fetch_forget(struct control *c, uint32_t uid)
 	pthread_mutex_unlock(&c->lock);
 }
 
+/* The set of slots a tag may sit in: a fetch looks at four, not 512. */
+static struct cached *cache_set(struct fetch_cache *fc, const uint8_t tag[16])
+{
+	size_t set = (size_t)(tag[0] | tag[1] << 8) % (CACHE_SLOTS / CACHE_WAYS);
+
+	return &fc->slot[set * CACHE_WAYS];
+}
+
 /* Fills @f from the cache: true on a hit. */
 static bool cache_get(struct control *c, struct fetch *f, const uint8_t tag[16])
 {
@@ -102,8 +111,8 @@ static bool cache_get(struct control *c, struct fetch *f, const uint8_t tag[16])
 	if (!memcmp(tag, none, sizeof(none)))
 		return false;
 	pthread_mutex_lock(&c->lock);
-	for (size_t i = 0; c->cache && i < CACHE_SLOTS && !hit; i++) {
-		struct cached *e = &c->cache->slot[i];
+	for (size_t i = 0; c->cache && i < CACHE_WAYS && !hit; i++) {
+		struct cached *e = &cache_set(c->cache, tag)[i];
 		if (!e->used || e->uid != f->g.link.uid || memcmp(e->tag, tag, 16))
 			continue;
 		f->buf = malloc(e->size ? e->size : 1);
@@ -135,8 +144,8 @@ static void cache_put(struct control *c, const struct fetch *f, const uint8_t ta
 	pthread_mutex_lock(&c->lock);
 	if (!c->cache)
 		c->cache = calloc(1, sizeof(*c->cache));
-	for (size_t i = 0; c->cache && i < CACHE_SLOTS; i++) {
-		struct cached *e = &c->cache->slot[i];
+	for (size_t i = 0; c->cache && i < CACHE_WAYS; i++) {
+		struct cached *e = &cache_set(c->cache, tag)[i];
 		if (!victim || e->used < victim->used)
 			victim = e;
 	}

@@ -64,6 +64,15 @@ struct conn {
 	struct proto_out out;
 };
 
+#define LOCKED_MESSAGE "the vault is locked; run imgvault unlock"
+
+/* A locked vault's answer, in words: -ENOKEY (from ops.call, ops.hold)
+ * gets LOCKED_MESSAGE in @e; any other @ret is passed on. */
+int control_locked(int ret, struct iverr *e);
+/* Runs @fn with the peer's own vault (ops.call), a locked one in words. */
+int control_call_own(struct conn *k, int (*fn)(struct vault_session *s, void *arg), void *arg,
+		     struct iverr *e);
+
 int send_msg(struct conn *k);
 int send_error(struct conn *k, int err, const char *msg);
 int send_type(struct conn *k, enum proto_type type);

@@ -20,17 +20,6 @@ static int64_t now_s(void)
 	return (int64_t)time(NULL);
 }
 
-/* Runs @fn with the peer's own vault; a locked one is said in words. */
-static int call_own(struct conn *k, int (*fn)(struct vault_session *s, void *arg), void *arg,
-		    struct iverr *e)
-{
-	int ret = k->c->ops.call(k->c->ops.arg, k->uid, fn, arg);
-
-	if (ret == -ENOKEY && !e->msg[0])
-		iverr_set(e, ENOKEY, "the vault is locked; run imgvault unlock");
-	return ret;
-}
-
 static bool is_admin(const struct conn *k)
 {
 	const struct control_ops *o = &k->c->ops;
@@ -104,7 +93,7 @@ static int handle_share(struct conn *k, const struct proto_msg *m)
 
 	if (!c->ops.keys)
 		return send_error(k, -ENOTSUP, "share links are off in this daemon");
-	ret = call_own(k, do_mint, &mt, &mt.e);
+	ret = control_call_own(k, do_mint, &mt, &mt.e);
 	if (ret < 0)
 		return send_error(k, ret, mt.e.msg);
 	proto_begin(&k->out, P_OK);
@@ -201,7 +190,7 @@ static int handle_shares(struct conn *k, const struct proto_msg *m)
 		ls.uid = -1;
 		ret = c->ops.call_vault(c->ops.arg, k->uid, do_list_all, &ls);
 	} else {
-		ret = call_own(k, do_list_own, &ls, &ls.e);
+		ret = control_call_own(k, do_list_own, &ls, &ls.e);
 	}
 	if (ret < 0) {
 		free(ls.v);
@@ -268,7 +257,7 @@ static int handle_revoke(struct conn *k, const struct proto_msg *m)
 	int ret;
 
 	if (proto_get(m, T_NAME))
-		ret = call_own(k, do_revoke_image, &r, &r.e);
+		ret = control_call_own(k, do_revoke_image, &r, &r.e);
 	else
 		ret = c->ops.call_vault(c->ops.arg, k->uid, do_revoke_vault, &r);
 	if (ret < 0)

@@ -4,19 +4,16 @@ opens /v/TOKEN through imgvault-gateway; the screenshot shows the image, the
 page's Content-Security-Policy allows nothing but images from the gateway,
 and a hostile image name stays text.
 """
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
-import time
 import urllib.request
 
 import pytest
 from PIL import Image
 
-from conftest import BUILD, clean_env, convert, make_store, run_cli
+from conftest import convert
+from gatewaylib import gateway, gw_image_master, gw_images, gw_port, gw_store  # noqa: F401
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(not CHROMIUM, reason="Debian's chromium is not installed")
@@ -24,64 +21,22 @@ pytestmark = pytest.mark.skipif(not CHROMIUM, reason="Debian's chromium is not i
 HOSTILE = '<script>alert(1)</script>.jpg'
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
-def served(imgvault, tmp_path, passfile):
-    """A desktop store with a red and a hostile-named image, mounted, and
-    the gateway in front of it."""
-    port = free_port()
-    store = make_store(imgvault, tmp_path / "store", passfile)
+def served(gw_store, gateway, tmp_path):
+    """gatewaylib's store and gateway, with a red picture and one with a
+    hostile name in the album "web"."""
     red = tmp_path / "red.jpg"
     convert("-size", "640x480", "xc:#e01010", "-quality", "92", str(red))
-    shutil.copy(red, tmp_path / HOSTILE.replace("/", "_"))
-    assert store.iv("config", f"share.base-url=http://127.0.0.1:{port}").rc == 0
-    assert store.iv("import", "--album", "web", str(red)).rc == 0
-    assert store.iv("import", "--album", "web", str(tmp_path / HOSTILE.replace("/", "_"))).rc == 0
-    sock_dir = tempfile.mkdtemp(prefix="ivbr-")   # a short path for the socket
-    control = os.path.join(sock_dir, "ctl.sock")
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    dlog = open(tmp_path / "imgvaultd.log", "wb")
-    daemon = subprocess.Popen([str(BUILD / "imgvaultd"), "--passphrase-file", str(passfile),
-                               "--control", control, "-f", str(store.path), str(mnt)],
-                              stdin=subprocess.DEVNULL, stdout=dlog, stderr=dlog, env=clean_env())
-    for _ in range(100):
-        if os.path.ismount(mnt):
-            break
-        time.sleep(0.1)
-    assert os.path.ismount(mnt), (tmp_path / "imgvaultd.log").read_text()
-    glog = open(tmp_path / "gateway.log", "wb")
-    gateway = subprocess.Popen([str(BUILD / "imgvault-gateway"), "--listen", f"127.0.0.1:{port}",
-                                "--control", control, "--keys",
-                                os.path.join(sock_dir, "signing-keys.pub")],
-                               stdout=glog, stderr=glog, env=clean_env())
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
-    yield store, port, tmp_path
-    gateway.send_signal(signal.SIGTERM)
-    gateway.wait(timeout=10)
-    daemon.send_signal(signal.SIGTERM)
-    try:
-        daemon.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        daemon.kill()
-        subprocess.run(["fusermount3", "-u", "-z", str(mnt)])
-    shutil.rmtree(sock_dir, ignore_errors=True)
+    hostile = tmp_path / HOSTILE.replace("/", "_")
+    shutil.copy(red, hostile)
+    assert gw_store.iv("import", "--album", "web", str(red), str(hostile)).rc == 0
+    gateway(gw_store)
+    return gw_store, gw_store.port, tmp_path
 
 
 def share(store, name, *args):
-    r = store.iv("--json", "share", f"web/{name}", *args)
-    assert r.rc == 0, str(r)
-    return r.json()[-1]
+    link = store.share(f"web/{name}", *args)
+    return {"url": link.url, "page": link.page, "token_id": link.token_id}
 
 
 def chromium(tmp_path, *args, timeout=90):

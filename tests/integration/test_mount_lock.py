@@ -237,15 +237,21 @@ def test_system_lock_and_unlock_permissions(system_mount, image_set):
     assert as_user(m.alice, file_sha, m.original("p.jpg", user=m.alice)) == sha256(data)
 
 
-def test_system_user_unlocks_herself_with_her_passphrase(system_mount, image_set, shared_dir):
-    m = system_mount
+def alice_passphrase(m, shared_dir, kdf):
+    """Gives alice a passphrase slot of @kdf cost: her right and a wrong
+    passphrase file, hers to read."""
     pf = write_secret(shared_dir / "alice-pass", PASSPHRASE)
     wrong = write_secret(shared_dir / "alice-wrong", "not it")
     for f in (pf, wrong):
         os.chown(f, pwd.getpwnam(m.alice).pw_uid, -1)
-    r = m.offline("user", "passwd", m.alice, "--new-passphrase-file", pf, "--kdf",
-                  "interactive")
+    r = m.offline("user", "passwd", m.alice, "--new-passphrase-file", pf, "--kdf", kdf)
     assert r.rc == EXIT_OK, str(r)
+    return pf, wrong
+
+
+def test_system_user_unlocks_herself_with_her_passphrase(system_mount, image_set, shared_dir):
+    m = system_mount
+    pf, wrong = alice_passphrase(m, shared_dir, "interactive")
     data = image_set["small.jpg"].read_bytes()
     as_user(m.alice, write_file, m.original("s.jpg", user=m.alice), data)
     assert cli_as(m, m.alice, "lock").rc == EXIT_OK
@@ -262,13 +268,7 @@ def test_a_slow_unlock_does_not_stall_the_mount(system_mount, image_set, shared_
     alice's passphrase (Argon2id at the "sensitive" cost: seconds) is being
     tried, bob's files are served as usual."""
     m = system_mount
-    pf = write_secret(shared_dir / "alice-pass", PASSPHRASE)
-    wrong = write_secret(shared_dir / "alice-wrong", "not it")
-    for f in (pf, wrong):
-        os.chown(f, pwd.getpwnam(m.alice).pw_uid, -1)
-    r = m.offline("user", "passwd", m.alice, "--new-passphrase-file", pf, "--kdf",
-                  "sensitive")
-    assert r.rc == EXIT_OK, str(r)
+    _, wrong = alice_passphrase(m, shared_dir, "sensitive")
     data = image_set["small.jpg"].read_bytes()
     as_user(m.bob, write_file, m.original("b.jpg", user=m.bob), data)
     assert cli_as(m, m.alice, "lock").rc == EXIT_OK
