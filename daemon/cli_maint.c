@@ -110,7 +110,10 @@ int cmd_fsck(struct cli *c)
 
 	if (c->nargs)
 		return cli_usage(c, "usage: imgvault fsck [--repair]");
-	if ((ret = cli_open_store(c, &v, &e)) < 0 || (ret = fsck_sessions(c, v, &ss, &n, &e)) < 0)
+	if ((ret = cli_open_store(c, &v, &e)) < 0)
+		goto out;
+	vault_set_lenient(v, true);   /* report a forged catalog, do not stop at it */
+	if ((ret = fsck_sessions(c, v, &ss, &n, &e)) < 0)
 		goto out;
 	progress_init(&o.bar, "checking", c->progress && !c->json && !c->quiet);
 	ret = vault_fsck(v, ss, n, c->repair, fsck_problem, fsck_progress, &o, &r, &e);

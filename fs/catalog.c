@@ -87,18 +87,41 @@ static const char *const migrations[] = {
 	"  revoked INTEGER NOT NULL DEFAULT 0, served INTEGER NOT NULL DEFAULT 0);"
 	"CREATE INDEX shares_image ON shares(image_id);"
 	"CREATE INDEX shares_uid ON shares(uid, expires);",
+	/* 4 -> 5: authenticated rows and each scope's sealed commitment
+	 * (docs/FORMAT.md §6.5); the MACs are written when a key is at hand */
+	"ALTER TABLE users ADD COLUMN mac BLOB;"
+	"ALTER TABLE key_slots ADD COLUMN mac BLOB;"
+	"ALTER TABLE albums ADD COLUMN mac BLOB;"
+	"ALTER TABLE images ADD COLUMN mac BLOB;"
+	"ALTER TABLE versions ADD COLUMN mac BLOB;"
+	"ALTER TABLE thumbs ADD COLUMN mac BLOB;"
+	"ALTER TABLE signing_keys ADD COLUMN mac BLOB;"
+	"ALTER TABLE partners ADD COLUMN mac BLOB;"
+	"ALTER TABLE shares ADD COLUMN mac BLOB;"
+	"CREATE TABLE auth_state(scope INTEGER PRIMARY KEY, sum BLOB NOT NULL,"
+	"  rows INTEGER NOT NULL, tag BLOB NOT NULL);",
 };
 
 
 #define USER_COLS "uid, created, web_read, quota, key_epoch, rekey, prev_uk"
 #define ALBUM_COLS "id, uid, pid, name_idx, name_enc, created"
-#define IMAGE_COLS "id, uid, album_id, pid, name_idx, name_enc, current_version, " \
-		   "pristine_version, damaged, created, mtime"
-#define VERSION_COLS "id, image_id, blob_id, size, attrs_enc, key_epoch, created"
+#define IMAGE_COLS "i.id, i.uid, i.album_id, i.pid, i.name_idx, i.name_enc," \
+		   " i.current_version, i.pristine_version, i.damaged, i.created, i.mtime"
+#define NCOLS_IMAGE 11
+#define VERSION_COLS "v.id, v.image_id, v.blob_id, v.size, v.attrs_enc, v.key_epoch," \
+		     " v.created"
+#define NCOLS_VERSION 7
+#define THUMB_COLS "t.version_id, t.blob_id, t.size, t.attrs_enc, t.key_epoch, t.created"
+#define NCOLS_THUMB 6
+#define NCOLS_USER 7
+#define NCOLS_ALBUM 6
 #define AUDIT_COLS "seq, time, actor, subject, action, object, result, detail, hash"
 
 #define SIGNKEY_COLS "kid, owner, public, secret_enc, created, retired"
 #define PARTNER_COLS "id, name, cidrs, ttl, max_ttl, disabled, created"
+#define SHARE_COLS_S "s.tid, s.kid, s.uid, s.image_id, s.variant, s.disposition," \
+		     " s.not_before, s.expires, s.partner_id, s.uses_max, s.uses, s.created," \
+		     " s.revoked, s.served"
 #define SHARE_COLS "tid, kid, uid, image_id, variant, disposition, not_before, expires," \
 		   " partner_id, uses_max, uses, created, revoked, served"
 
@@ -106,11 +129,13 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_META_GET] = "SELECT value FROM meta WHERE key = ?1",
 	[S_META_SET] = "INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)",
 	[S_USER_ADD] = "INSERT INTO users(" USER_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-	[S_USER_GET] = "SELECT " USER_COLS " FROM users WHERE uid = ?1",
+	[S_USER_GET] = "SELECT " USER_COLS ", " AUTH_SEL_USERS " FROM " AUTH_FROM_USERS
+		       " WHERE uid = ?1",
 	[S_USER_UPDATE] = "UPDATE users SET web_read = ?2, quota = ?3, key_epoch = ?4,"
 			  " rekey = ?5, prev_uk = ?6 WHERE uid = ?1",
 	[S_USER_DELETE] = "DELETE FROM users WHERE uid = ?1",
-	[S_USER_LIST] = "SELECT " USER_COLS " FROM users ORDER BY uid",
+	[S_USER_LIST] = "SELECT " USER_COLS ", " AUTH_SEL_USERS " FROM " AUTH_FROM_USERS
+			" ORDER BY uid",
 	[S_USER_USAGE] = "SELECT (SELECT count(*) FROM images WHERE uid = ?1),"
 			 " (SELECT coalesce(sum(v.size), 0) FROM versions v"
 			 "  JOIN images i ON i.id = v.image_id WHERE i.uid = ?1)",
@@ -124,44 +149,48 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_SLOT_KINDS] = "SELECT kind FROM key_slots WHERE uid = ?1",
 	[S_ALBUM_ADD] = "INSERT INTO albums(uid, pid, name_idx, name_enc, created)"
 			" VALUES (?1, ?2, ?3, ?4, ?5)",
-	[S_ALBUM_GET] = "SELECT " ALBUM_COLS " FROM albums WHERE id = ?1",
-	[S_ALBUM_FIND] = "SELECT " ALBUM_COLS " FROM albums WHERE uid = ?1 AND name_idx = ?2",
+	[S_ALBUM_GET] = "SELECT " ALBUM_COLS ", " AUTH_SEL_ALBUMS " FROM " AUTH_FROM_ALBUMS
+			" WHERE id = ?1",
+	[S_ALBUM_FIND] = "SELECT " ALBUM_COLS ", " AUTH_SEL_ALBUMS " FROM " AUTH_FROM_ALBUMS
+			 " WHERE uid = ?1 AND name_idx = ?2",
 	[S_ALBUM_UPDATE] = "UPDATE albums SET name_idx = ?2, name_enc = ?3 WHERE id = ?1",
 	[S_ALBUM_COUNT] = "SELECT count(*) FROM images WHERE album_id = ?1",
 	[S_ALBUM_DELETE] = "DELETE FROM albums WHERE id = ?1",
-	[S_ALBUM_LIST] = "SELECT " ALBUM_COLS " FROM albums WHERE uid = ?1 ORDER BY id",
+	[S_ALBUM_LIST] = "SELECT " ALBUM_COLS ", " AUTH_SEL_ALBUMS " FROM " AUTH_FROM_ALBUMS
+			 " WHERE uid = ?1 ORDER BY id",
 	[S_IMAGE_ADD] = "INSERT INTO images(uid, album_id, pid, name_idx, name_enc,"
 			" current_version, pristine_version, damaged, created, mtime)"
 			" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-	[S_IMAGE_GET] = "SELECT " IMAGE_COLS " FROM images WHERE id = ?1",
-	[S_IMAGE_FIND] = "SELECT " IMAGE_COLS " FROM images WHERE album_id = ?1 AND name_idx = ?2",
+	[S_IMAGE_GET] = "SELECT " IMAGE_COLS ", " AUTH_SEL_IMAGES " FROM " AUTH_FROM_IMAGES
+			" WHERE i.id = ?1",
+	[S_IMAGE_FIND] = "SELECT " IMAGE_COLS ", " AUTH_SEL_IMAGES " FROM " AUTH_FROM_IMAGES
+			 " WHERE i.album_id = ?1 AND i.name_idx = ?2",
 	[S_IMAGE_UPDATE] = "UPDATE images SET album_id = ?2, name_idx = ?3, name_enc = ?4,"
 			   " current_version = ?5, pristine_version = ?6, damaged = ?7,"
 			   " mtime = ?8 WHERE id = ?1",
 	[S_IMAGE_DELETE] = "DELETE FROM images WHERE id = ?1",
-	[S_IMAGE_LIST] = "SELECT " IMAGE_COLS " FROM images WHERE album_id = ?1 ORDER BY id",
-	[S_IMAGE_LIST_USER] = "SELECT " IMAGE_COLS " FROM images WHERE uid = ?1 ORDER BY id",
+	[S_IMAGE_LIST] = "SELECT " IMAGE_COLS ", " AUTH_SEL_IMAGES " FROM " AUTH_FROM_IMAGES
+			 " WHERE i.album_id = ?1 ORDER BY i.id",
+	[S_IMAGE_LIST_USER] = "SELECT " IMAGE_COLS ", " AUTH_SEL_IMAGES " FROM " AUTH_FROM_IMAGES
+			      " WHERE i.uid = ?1 ORDER BY i.id",
 	[S_VERSION_ADD] = "INSERT INTO versions(image_id, blob_id, size, attrs_enc, key_epoch,"
 			  " created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-	[S_VERSION_GET] = "SELECT " VERSION_COLS " FROM versions WHERE id = ?1",
+	[S_VERSION_GET] = "SELECT " VERSION_COLS ", " AUTH_SEL_VERSIONS " FROM " AUTH_FROM_VERSIONS
+			  " WHERE v.id = ?1",
 	[S_VERSION_UPDATE] = "UPDATE versions SET blob_id = ?2, size = ?3, attrs_enc = ?4,"
 			     " key_epoch = ?5, image_id = ?6 WHERE id = ?1",
 	[S_VERSION_DELETE] = "DELETE FROM versions WHERE id = ?1",
-	[S_VERSION_LIST_USER] = "SELECT v.id, v.image_id, v.blob_id, v.size, v.attrs_enc,"
-				" v.key_epoch, v.created FROM versions v JOIN images i"
-				" ON i.id = v.image_id WHERE i.uid = ?1 AND v.id > ?2"
-				" ORDER BY v.id",
+	[S_VERSION_LIST_USER] = "SELECT " VERSION_COLS ", " AUTH_SEL_VERSIONS " FROM "
+				AUTH_FROM_VERSIONS " WHERE i.uid = ?1 AND v.id > ?2 ORDER BY v.id",
 	[S_BLOB_REF] = "SELECT 1 FROM versions WHERE blob_id = ?1"
 		       " UNION ALL SELECT 1 FROM thumbs WHERE blob_id = ?1",
 	[S_THUMB_PUT] = "INSERT OR REPLACE INTO thumbs(version_id, blob_id, size, attrs_enc,"
 			" key_epoch, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-	[S_THUMB_GET] = "SELECT version_id, blob_id, size, attrs_enc, key_epoch, created"
-			" FROM thumbs WHERE version_id = ?1",
+	[S_THUMB_GET] = "SELECT " THUMB_COLS ", " AUTH_SEL_THUMBS " FROM " AUTH_FROM_THUMBS
+			" WHERE t.version_id = ?1",
 	[S_THUMB_DELETE] = "DELETE FROM thumbs WHERE version_id = ?1",
-	[S_THUMB_LIST_USER] = "SELECT t.version_id, t.blob_id, t.size, t.attrs_enc, t.key_epoch,"
-			      " t.created FROM thumbs t JOIN versions v ON v.id = t.version_id"
-			      " JOIN images i ON i.id = v.image_id WHERE i.uid = ?1"
-			      " ORDER BY t.version_id",
+	[S_THUMB_LIST_USER] = "SELECT " THUMB_COLS ", " AUTH_SEL_THUMBS " FROM " AUTH_FROM_THUMBS
+			      " WHERE i.uid = ?1 ORDER BY t.version_id",
 	[S_QUEUE_PUSH] = "INSERT INTO thumb_queue(version_id, uid, priority, queued)"
 			 " VALUES (?1, ?2, ?3, ?4) ON CONFLICT(version_id) DO UPDATE"
 			 " SET priority = max(priority, excluded.priority)",
@@ -182,23 +211,30 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_AUDIT_LAST] = "SELECT " AUDIT_COLS " FROM audit ORDER BY seq DESC LIMIT 1",
 	[S_AUDIT_LIST] = "SELECT " AUDIT_COLS " FROM audit ORDER BY seq",
 	[S_SIGNKEY_ADD] = "INSERT INTO signing_keys(" SIGNKEY_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-	[S_SIGNKEY_GET] = "SELECT " SIGNKEY_COLS " FROM signing_keys WHERE kid = ?1",
-	[S_SIGNKEY_LIST] = "SELECT " SIGNKEY_COLS " FROM signing_keys ORDER BY created, kid",
+	[S_SIGNKEY_GET] = "SELECT " SIGNKEY_COLS ", s.rowid, " AUTH_SEL_SIGNKEYS
+			  " FROM " AUTH_FROM_SIGNKEYS " WHERE kid = ?1",
+	[S_SIGNKEY_LIST] = "SELECT " SIGNKEY_COLS ", s.rowid, " AUTH_SEL_SIGNKEYS
+			   " FROM " AUTH_FROM_SIGNKEYS " ORDER BY created, kid",
 	[S_SIGNKEY_RETIRE] = "UPDATE signing_keys SET retired = ?2 WHERE kid = ?1 AND retired = 0",
 	[S_SIGNKEY_RESEAL] = "UPDATE signing_keys SET secret_enc = ?2 WHERE kid = ?1",
 	[S_PARTNER_ADD] = "INSERT INTO partners(name, cidrs, ttl, max_ttl, disabled, created)"
 			  " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-	[S_PARTNER_GET] = "SELECT " PARTNER_COLS " FROM partners WHERE id = ?1",
-	[S_PARTNER_FIND] = "SELECT " PARTNER_COLS " FROM partners WHERE name = ?1",
-	[S_PARTNER_LIST] = "SELECT " PARTNER_COLS " FROM partners ORDER BY name",
+	[S_PARTNER_GET] = "SELECT " PARTNER_COLS ", id, " AUTH_SEL_PARTNERS " FROM "
+			  AUTH_FROM_PARTNERS " WHERE id = ?1",
+	[S_PARTNER_FIND] = "SELECT " PARTNER_COLS ", id, " AUTH_SEL_PARTNERS " FROM "
+			   AUTH_FROM_PARTNERS " WHERE name = ?1",
+	[S_PARTNER_LIST] = "SELECT " PARTNER_COLS ", id, " AUTH_SEL_PARTNERS " FROM "
+			   AUTH_FROM_PARTNERS " ORDER BY name",
 	[S_PARTNER_UPDATE] = "UPDATE partners SET cidrs = ?2, ttl = ?3, max_ttl = ?4,"
 			     " disabled = ?5 WHERE id = ?1",
 	[S_SHARE_ADD] = "INSERT INTO shares(" SHARE_COLS ")"
 			" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-	[S_SHARE_GET] = "SELECT " SHARE_COLS " FROM shares WHERE tid = ?1",
-	[S_SHARE_LIST] = "SELECT " SHARE_COLS " FROM shares WHERE (?1 < 0 OR uid = ?1)"
-			 " AND (?2 = 0 OR image_id = ?2) AND (?3 = 0 OR partner_id = ?3)"
-			 " AND revoked = 0 AND expires > ?4 ORDER BY created, tid",
+	[S_SHARE_GET] = "SELECT " SHARE_COLS_S ", s.rowid, " AUTH_SEL_SHARES " FROM "
+			AUTH_FROM_SHARES " WHERE s.tid = ?1",
+	[S_SHARE_LIST] = "SELECT " SHARE_COLS_S ", s.rowid, " AUTH_SEL_SHARES " FROM "
+			 AUTH_FROM_SHARES " WHERE (?1 < 0 OR s.uid = ?1)"
+			 " AND (?2 = 0 OR s.image_id = ?2) AND (?3 = 0 OR s.partner_id = ?3)"
+			 " AND s.revoked = 0 AND s.expires > ?4 ORDER BY s.created, s.tid",
 	[S_SHARE_REVOKE_ID] = "UPDATE shares SET revoked = ?2 WHERE tid = ?1 AND revoked = 0",
 	[S_SHARE_REVOKE_IMAGE] = "UPDATE shares SET revoked = ?2 WHERE image_id = ?1"
 				 " AND revoked = 0",
@@ -206,17 +242,13 @@ static const char *const stmt_sql[S_COUNT] = {
 				   " AND (?3 < 0 OR uid = ?3) AND revoked = 0",
 	[S_SHARE_USE] = "UPDATE shares SET uses = uses + ?2, served = served + ?3 WHERE tid = ?1",
 	[S_SHARE_PURGE] = "DELETE FROM shares WHERE expires < ?1",
+	[S_STATE_GET] = "SELECT sum, rows, tag FROM auth_state WHERE scope = ?1",
+	[S_STATE_PUT] = "INSERT OR REPLACE INTO auth_state(scope, sum, rows, tag)"
+			" VALUES (?1, ?2, ?3, ?4)",
+	[S_STATE_DELETE] = "DELETE FROM auth_state WHERE scope = ?1",
 	[S_BEGIN] = "BEGIN IMMEDIATE",
 	[S_COMMIT] = "COMMIT",
 	[S_ROLLBACK] = "ROLLBACK",
-};
-
-struct catalog {
-	sqlite3 *db;
-	char *path;
-	sqlite3_stmt *stmt[S_COUNT];
-	int depth;         /* transaction nesting */
-	bool doomed;       /* an inner rollback happened */
 };
 
 /* Maps a sqlite failure onto an errno and a message. */
@@ -424,6 +456,11 @@ void catalog_close(struct catalog *c)
 		return;
 	for (int i = 0; i < S_COUNT; i++)
 		sqlite3_finalize(c->stmt[i]);
+	for (int i = 0; i < A_COUNT; i++) {
+		sqlite3_finalize(c->auth_row[i]);
+		sqlite3_finalize(c->auth_set[i]);
+	}
+	auth_keys_free(c);
 	sqlite3_close(c->db);
 	free(c->path);
 	free(c);
@@ -436,6 +473,7 @@ int catalog_begin(struct catalog *c, struct iverr *e)
 	if (c->depth++ > 0)
 		return 0;
 	c->doomed = false;
+	auth_pending_reset(c);
 	ret = stmt_exec(c, stmt_get(c, S_BEGIN), "cannot begin a transaction", e);
 	if (ret < 0)
 		c->depth = 0;
@@ -450,7 +488,14 @@ int catalog_commit(struct catalog *c, struct iverr *e)
 		return 0;
 	if (c->doomed) {
 		stmt_exec(c, stmt_get(c, S_ROLLBACK), "rollback", NULL);
+		auth_pending_reset(c);
 		return iverr_set(e, EIO, "catalog %s: transaction rolled back", c->path);
+	}
+	/* The seals of the scopes it changed go in with it. */
+	if ((ret = auth_pending_flush(c, e)) < 0) {
+		stmt_exec(c, stmt_get(c, S_ROLLBACK), "rollback", NULL);
+		auth_pending_reset(c);
+		return ret;
 	}
 	ret = stmt_exec(c, stmt_get(c, S_COMMIT), "cannot commit", e);
 	if (ret < 0)
@@ -480,6 +525,7 @@ void catalog_rollback(struct catalog *c)
 		return;
 	}
 	stmt_exec(c, stmt_get(c, S_ROLLBACK), "rollback", NULL);
+	auth_pending_reset(c);
 }
 
 int catalog_check_integrity(struct catalog *c, struct iverr *e)
@@ -560,7 +606,8 @@ int catalog_user_add(struct catalog *c, const struct catalog_user *u, struct ive
 	sqlite3_bind_int64(st, 5, u->key_epoch);
 	sqlite3_bind_int(st, 6, (int)u->rekey);
 	bind_opt_blob(st, 7, u->prev_uk, u->prev_uk_len);
-	return stmt_exec(c, st, "adding a user", e);
+	int64_t rowid = u->uid;
+	return auth_run(c, AUTH_OP_INSERT, A_USERS, &rowid, st, "adding a user", NULL, 0, 0, e);
 }
 
 int catalog_user_get(struct catalog *c, uint32_t uid, struct catalog_user *u,
@@ -573,8 +620,9 @@ int catalog_user_get(struct catalog *c, uint32_t uid, struct catalog_user *u,
 	if ((ret = stmt_row(c, st, "reading a user", e)) < 0)
 		return ret;
 	user_from_row(st, u);
+	ret = auth_check_cols(c, A_USERS, st, NCOLS_USER, uid, e);
 	sqlite3_reset(st);
-	return 0;
+	return ret;
 }
 
 int catalog_user_update(struct catalog *c, const struct catalog_user *u, struct iverr *e)
@@ -587,15 +635,32 @@ int catalog_user_update(struct catalog *c, const struct catalog_user *u, struct 
 	sqlite3_bind_int64(st, 4, u->key_epoch);
 	sqlite3_bind_int(st, 5, (int)u->rekey);
 	bind_opt_blob(st, 6, u->prev_uk, u->prev_uk_len);
-	return stmt_exec(c, st, "updating a user", e);
+	int64_t rowid = u->uid;
+	return auth_run(c, AUTH_OP_UPDATE, A_USERS, &rowid, st, "updating a user", NULL, 0, 0, e);
 }
 
 int catalog_user_delete(struct catalog *c, uint32_t uid, struct iverr *e)
 {
-	sqlite3_stmt *st = stmt_get(c, S_USER_DELETE);
+	sqlite3_stmt *st;
+	int64_t rowid = uid;
+	int ret;
 
+	/* The vault's own rows go with its seal; the user's row leaves the
+	 * store's. */
+	if ((ret = catalog_begin(c, e)) < 0)
+		return ret;
+	if ((ret = catalog_auth_forget_scope(c, uid, e)) < 0) {
+		catalog_rollback(c);
+		return ret;
+	}
+	st = stmt_get(c, S_USER_DELETE);
 	sqlite3_bind_int64(st, 1, uid);
-	return stmt_exec(c, st, "deleting a user", e);
+	if ((ret = auth_run(c, AUTH_OP_DELETE, A_USERS, &rowid, st, "deleting a user", NULL, 0,
+			    0, e)) < 0) {
+		catalog_rollback(c);
+		return ret;
+	}
+	return catalog_commit(c, e);
 }
 
 int catalog_user_list(struct catalog *c, catalog_user_fn fn, void *arg, struct iverr *e)
@@ -606,7 +671,8 @@ int catalog_user_list(struct catalog *c, catalog_user_fn fn, void *arg, struct i
 
 	while (!ret && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		user_from_row(st, &u);
-		ret = fn(&u, arg);
+		if (auth_list_ok(c, A_USERS, st, NCOLS_USER, u.uid))
+			ret = fn(&u, arg);
 	}
 	if (!ret && rc != SQLITE_DONE)
 		ret = db_fail(c, rc, "listing users", e);
@@ -643,7 +709,12 @@ int catalog_slot_put(struct catalog *c, uint32_t uid, const struct key_slot *s,
 	sqlite3_bind_int64(st, 5, (int64_t)s->memlimit);
 	sqlite3_bind_blob(st, 6, s->nonce, sizeof(s->nonce), SQLITE_STATIC);
 	sqlite3_bind_blob(st, 7, s->wrapped, sizeof(s->wrapped), SQLITE_STATIC);
-	return stmt_exec(c, st, "writing a key slot", e);
+	/* INSERT OR REPLACE: the slot it replaces leaves the sum. */
+	int64_t rowid = 0;
+	const struct auth_dep old = { A_SLOTS, true,
+		"SELECT rowid FROM key_slots WHERE uid = ?1 >> 8 AND kind = ?1 & 255" };
+	return auth_run(c, AUTH_OP_INSERT, A_SLOTS, &rowid, st, "writing a key slot", &old, 1,
+			((int64_t)uid << 8) | (s->kind & 255), e);
 }
 
 int catalog_slot_get(struct catalog *c, uint32_t uid, enum key_slot_kind kind,
@@ -674,17 +745,30 @@ int catalog_slot_get(struct catalog *c, uint32_t uid, enum key_slot_kind kind,
 int catalog_slot_delete(struct catalog *c, uint32_t uid, enum key_slot_kind kind,
 			struct iverr *e)
 {
-	sqlite3_stmt *st = stmt_get(c, S_SLOT_WIPE);
+	sqlite3_stmt *st;
+	const struct auth_dep old = { A_SLOTS, true,
+		"SELECT rowid FROM key_slots WHERE uid = ?1 >> 8 AND kind = ?1 & 255" };
+	int64_t rowid = 0;
 	int ret;
 
+	if ((ret = catalog_begin(c, e)) < 0)
+		return ret;
+	/* The slot leaves the sum before its wrapped key is overwritten. */
+	st = stmt_get(c, S_SLOT_WIPE);
 	sqlite3_bind_int64(st, 1, uid);
 	sqlite3_bind_int(st, 2, (int)kind);
-	if ((ret = stmt_exec(c, st, "wiping a key slot", e)) < 0)
-		return ret;
+	if ((ret = auth_run(c, AUTH_OP_DELETE, A_SLOTS, &rowid, st, "wiping a key slot", &old, 1,
+			    ((int64_t)uid << 8) | (kind & 255), e)) < 0)
+		goto out_rollback;
 	st = stmt_get(c, S_SLOT_DELETE);
 	sqlite3_bind_int64(st, 1, uid);
 	sqlite3_bind_int(st, 2, (int)kind);
-	return stmt_exec(c, st, "deleting a key slot", e);
+	if ((ret = stmt_exec(c, st, "deleting a key slot", e)) < 0)
+		goto out_rollback;
+	return catalog_commit(c, e);
+out_rollback:
+	catalog_rollback(c);
+	return ret;
 }
 
 int catalog_slot_kinds(struct catalog *c, uint32_t uid, unsigned *mask, struct iverr *e)
@@ -716,17 +800,13 @@ static void album_from_row(sqlite3_stmt *st, struct catalog_album *a)
 int catalog_album_add(struct catalog *c, struct catalog_album *a, struct iverr *e)
 {
 	sqlite3_stmt *st = stmt_get(c, S_ALBUM_ADD);
-	int ret;
 
 	sqlite3_bind_int64(st, 1, a->uid);
 	sqlite3_bind_blob(st, 2, a->pid, sizeof(a->pid), SQLITE_STATIC);
 	sqlite3_bind_blob(st, 3, a->name_idx, sizeof(a->name_idx), SQLITE_STATIC);
 	sqlite3_bind_blob(st, 4, a->name_enc, (int)a->name_enc_len, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 5, a->created);
-	if ((ret = stmt_exec(c, st, "adding an album", e)) < 0)
-		return ret;
-	a->id = sqlite3_last_insert_rowid(c->db);
-	return 0;
+	return auth_run(c, AUTH_OP_INSERT, A_ALBUMS, &a->id, st, "adding an album", NULL, 0, 0, e);
 }
 
 static int album_query(struct catalog *c, sqlite3_stmt *st, struct catalog_album *a,
@@ -736,8 +816,9 @@ static int album_query(struct catalog *c, sqlite3_stmt *st, struct catalog_album
 	if (ret < 0)
 		return ret;
 	album_from_row(st, a);
+	ret = auth_check_cols(c, A_ALBUMS, st, NCOLS_ALBUM, a->id, e);
 	sqlite3_reset(st);
-	return 0;
+	return ret;
 }
 
 int catalog_album_get(struct catalog *c, int64_t id, struct catalog_album *a,
@@ -767,7 +848,8 @@ int catalog_album_update(struct catalog *c, const struct catalog_album *a, struc
 	sqlite3_bind_int64(st, 1, a->id);
 	sqlite3_bind_blob(st, 2, a->name_idx, sizeof(a->name_idx), SQLITE_STATIC);
 	sqlite3_bind_blob(st, 3, a->name_enc, (int)a->name_enc_len, SQLITE_STATIC);
-	return stmt_exec(c, st, "updating an album", e);
+	int64_t rowid = a->id;
+	return auth_run(c, AUTH_OP_UPDATE, A_ALBUMS, &rowid, st, "updating an album", NULL, 0, 0, e);
 }
 
 int catalog_album_delete(struct catalog *c, int64_t id, struct iverr *e)
@@ -785,7 +867,7 @@ int catalog_album_delete(struct catalog *c, int64_t id, struct iverr *e)
 		return -ENOTEMPTY;
 	st = stmt_get(c, S_ALBUM_DELETE);
 	sqlite3_bind_int64(st, 1, id);
-	return stmt_exec(c, st, "deleting an album", e);
+	return auth_run(c, AUTH_OP_DELETE, A_ALBUMS, &id, st, "deleting an album", NULL, 0, 0, e);
 }
 
 int catalog_album_list(struct catalog *c, uint32_t uid, catalog_album_fn fn, void *arg,
@@ -798,7 +880,8 @@ int catalog_album_list(struct catalog *c, uint32_t uid, catalog_album_fn fn, voi
 	sqlite3_bind_int64(st, 1, uid);
 	while (!ret && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		album_from_row(st, &a);
-		ret = fn(&a, arg);
+		if (auth_list_ok(c, A_ALBUMS, st, NCOLS_ALBUM, a.id))
+			ret = fn(&a, arg);
 	}
 	if (!ret && rc != SQLITE_DONE)
 		ret = db_fail(c, rc, "listing albums", e);
@@ -827,7 +910,6 @@ static void image_from_row(sqlite3_stmt *st, struct catalog_image *im)
 int catalog_image_add(struct catalog *c, struct catalog_image *im, struct iverr *e)
 {
 	sqlite3_stmt *st = stmt_get(c, S_IMAGE_ADD);
-	int ret;
 
 	sqlite3_bind_int64(st, 1, im->uid);
 	sqlite3_bind_int64(st, 2, im->album_id);
@@ -839,10 +921,7 @@ int catalog_image_add(struct catalog *c, struct catalog_image *im, struct iverr 
 	sqlite3_bind_int(st, 8, im->damaged);
 	sqlite3_bind_int64(st, 9, im->created);
 	sqlite3_bind_int64(st, 10, im->mtime);
-	if ((ret = stmt_exec(c, st, "adding an image", e)) < 0)
-		return ret;
-	im->id = sqlite3_last_insert_rowid(c->db);
-	return 0;
+	return auth_run(c, AUTH_OP_INSERT, A_IMAGES, &im->id, st, "adding an image", NULL, 0, 0, e);
 }
 
 static int image_query(struct catalog *c, sqlite3_stmt *st, struct catalog_image *im,
@@ -852,8 +931,9 @@ static int image_query(struct catalog *c, sqlite3_stmt *st, struct catalog_image
 	if (ret < 0)
 		return ret;
 	image_from_row(st, im);
+	ret = auth_check_cols(c, A_IMAGES, st, NCOLS_IMAGE, im->id, e);
 	sqlite3_reset(st);
-	return 0;
+	return ret;
 }
 
 int catalog_image_get(struct catalog *c, int64_t id, struct catalog_image *im,
@@ -888,15 +968,23 @@ int catalog_image_update(struct catalog *c, const struct catalog_image *im, stru
 	sqlite3_bind_int64(st, 6, im->pristine_version);
 	sqlite3_bind_int(st, 7, im->damaged);
 	sqlite3_bind_int64(st, 8, im->mtime);
-	return stmt_exec(c, st, "updating an image", e);
+	int64_t rowid = im->id;
+	return auth_run(c, AUTH_OP_UPDATE, A_IMAGES, &rowid, st, "updating an image", NULL, 0, 0, e);
 }
 
 int catalog_image_delete(struct catalog *c, int64_t id, struct iverr *e)
 {
 	sqlite3_stmt *st = stmt_get(c, S_IMAGE_DELETE);
+	/* Its versions, their thumbnails and its links go with it. */
+	static const struct auth_dep gone[] = {
+		{ A_THUMBS, true, "SELECT t.version_id FROM thumbs t JOIN versions v"
+				  " ON v.id = t.version_id WHERE v.image_id = ?1" },
+		{ A_VERSIONS, true, "SELECT id FROM versions WHERE image_id = ?1" },
+		{ A_SHARES, true, "SELECT rowid FROM shares WHERE image_id = ?1" },
+	};
 
 	sqlite3_bind_int64(st, 1, id);
-	return stmt_exec(c, st, "deleting an image", e);
+	return auth_run(c, AUTH_OP_DELETE, A_IMAGES, &id, st, "deleting an image", gone, 3, id, e);
 }
 
 static int image_iterate(struct catalog *c, sqlite3_stmt *st, catalog_image_fn fn,
@@ -907,7 +995,8 @@ static int image_iterate(struct catalog *c, sqlite3_stmt *st, catalog_image_fn f
 
 	while (!ret && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		image_from_row(st, &im);
-		ret = fn(&im, arg);
+		if (auth_list_ok(c, A_IMAGES, st, NCOLS_IMAGE, im.id))
+			ret = fn(&im, arg);
 	}
 	if (!ret && rc != SQLITE_DONE)
 		ret = db_fail(c, rc, "listing images", e);
@@ -950,7 +1039,6 @@ static void version_from_row(sqlite3_stmt *st, struct catalog_version *v)
 int catalog_version_add(struct catalog *c, struct catalog_version *v, struct iverr *e)
 {
 	sqlite3_stmt *st = stmt_get(c, S_VERSION_ADD);
-	int ret;
 
 	sqlite3_bind_int64(st, 1, v->image_id);
 	sqlite3_bind_blob(st, 2, v->blob.b, sizeof(v->blob.b), SQLITE_STATIC);
@@ -958,10 +1046,8 @@ int catalog_version_add(struct catalog *c, struct catalog_version *v, struct ive
 	sqlite3_bind_blob(st, 4, v->attrs_enc, (int)v->attrs_enc_len, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 5, v->key_epoch);
 	sqlite3_bind_int64(st, 6, v->created);
-	if ((ret = stmt_exec(c, st, "adding a version", e)) < 0)
-		return ret;
-	v->id = sqlite3_last_insert_rowid(c->db);
-	return 0;
+	return auth_run(c, AUTH_OP_INSERT, A_VERSIONS, &v->id, st, "adding a version", NULL, 0,
+			0, e);
 }
 
 int catalog_version_get(struct catalog *c, int64_t id, struct catalog_version *v,
@@ -974,9 +1060,18 @@ int catalog_version_get(struct catalog *c, int64_t id, struct catalog_version *v
 	if ((ret = stmt_row(c, st, "reading a version", e)) < 0)
 		return ret;
 	version_from_row(st, v);
+	ret = auth_check_cols(c, A_VERSIONS, st, NCOLS_VERSION, v->id, e);
 	sqlite3_reset(st);
-	return 0;
+	return ret;
 }
+
+/* What a version's blob id is part of: the images pointing at it and its
+ * thumbnail. */
+static const struct auth_dep version_deps[] = {
+	{ A_IMAGES, false, "SELECT id FROM images WHERE current_version = ?1"
+			   " OR pristine_version = ?1" },
+	{ A_THUMBS, false, "SELECT version_id FROM thumbs WHERE version_id = ?1" },
+};
 
 int catalog_version_update(struct catalog *c, const struct catalog_version *v,
 			   struct iverr *e)
@@ -989,15 +1084,24 @@ int catalog_version_update(struct catalog *c, const struct catalog_version *v,
 	sqlite3_bind_blob(st, 4, v->attrs_enc, (int)v->attrs_enc_len, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 5, v->key_epoch);
 	sqlite3_bind_int64(st, 6, v->image_id);
-	return stmt_exec(c, st, "updating a version", e);
+	int64_t rowid = v->id;
+	return auth_run(c, AUTH_OP_UPDATE, A_VERSIONS, &rowid, st, "updating a version",
+			version_deps, 2, v->id, e);
 }
 
 int catalog_version_delete(struct catalog *c, int64_t id, struct iverr *e)
 {
 	sqlite3_stmt *st = stmt_get(c, S_VERSION_DELETE);
+	/* Its thumbnail goes with it; images pointing at it are resealed. */
+	static const struct auth_dep deps[] = {
+		{ A_IMAGES, false, "SELECT id FROM images WHERE current_version = ?1"
+				   " OR pristine_version = ?1" },
+		{ A_THUMBS, true, "SELECT version_id FROM thumbs WHERE version_id = ?1" },
+	};
 
 	sqlite3_bind_int64(st, 1, id);
-	return stmt_exec(c, st, "deleting a version", e);
+	return auth_run(c, AUTH_OP_DELETE, A_VERSIONS, &id, st, "deleting a version", deps, 2,
+			id, e);
 }
 
 int catalog_version_list_user(struct catalog *c, uint32_t uid, int64_t after,
@@ -1011,7 +1115,8 @@ int catalog_version_list_user(struct catalog *c, uint32_t uid, int64_t after,
 	sqlite3_bind_int64(st, 2, after);
 	while (!ret && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		version_from_row(st, &v);
-		ret = fn(&v, arg);
+		if (auth_list_ok(c, A_VERSIONS, st, NCOLS_VERSION, v.id))
+			ret = fn(&v, arg);
 	}
 	if (!ret && rc != SQLITE_DONE)
 		ret = db_fail(c, rc, "listing versions", e);
@@ -1117,7 +1222,12 @@ int catalog_thumb_put(struct catalog *c, const struct catalog_thumb *t, struct i
 	sqlite3_bind_blob(st, 4, t->attrs_enc, (int)t->attrs_enc_len, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 5, t->key_epoch);
 	sqlite3_bind_int64(st, 6, t->created);
-	return stmt_exec(c, st, "writing a thumbnail", e);
+	/* INSERT OR REPLACE: the thumbnail it replaces leaves the sum. */
+	static const struct auth_dep old = { A_THUMBS, true,
+		"SELECT version_id FROM thumbs WHERE version_id = ?1" };
+	int64_t rowid = t->version_id;
+	return auth_run(c, AUTH_OP_INSERT, A_THUMBS, &rowid, st, "writing a thumbnail", &old, 1,
+			t->version_id, e);
 }
 
 int catalog_thumb_get(struct catalog *c, int64_t version_id, struct catalog_thumb *t,
@@ -1130,8 +1240,9 @@ int catalog_thumb_get(struct catalog *c, int64_t version_id, struct catalog_thum
 	if ((ret = stmt_row(c, st, "reading a thumbnail", e)) < 0)
 		return ret;
 	thumb_from_row(st, t);
+	ret = auth_check_cols(c, A_THUMBS, st, NCOLS_THUMB, version_id, e);
 	sqlite3_reset(st);
-	return 0;
+	return ret;
 }
 
 int catalog_thumb_delete(struct catalog *c, int64_t version_id, struct iverr *e)
@@ -1139,7 +1250,8 @@ int catalog_thumb_delete(struct catalog *c, int64_t version_id, struct iverr *e)
 	sqlite3_stmt *st = stmt_get(c, S_THUMB_DELETE);
 
 	sqlite3_bind_int64(st, 1, version_id);
-	return stmt_exec(c, st, "deleting a thumbnail", e);
+	return auth_run(c, AUTH_OP_DELETE, A_THUMBS, &version_id, st, "deleting a thumbnail",
+			NULL, 0, 0, e);
 }
 
 int catalog_thumb_list_user(struct catalog *c, uint32_t uid, catalog_thumb_fn fn, void *arg,
@@ -1152,7 +1264,8 @@ int catalog_thumb_list_user(struct catalog *c, uint32_t uid, catalog_thumb_fn fn
 	sqlite3_bind_int64(st, 1, uid);
 	while (!ret && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		thumb_from_row(st, &t);
-		ret = fn(&t, arg);
+		if (auth_list_ok(c, A_THUMBS, st, NCOLS_THUMB, t.version_id))
+			ret = fn(&t, arg);
 	}
 	if (!ret && rc != SQLITE_DONE)
 		ret = db_fail(c, rc, "listing thumbnails", e);
@@ -1219,6 +1332,9 @@ int catalog_image_text_get(struct catalog *c, int64_t id, enum catalog_text whic
 	sqlite3_stmt *st = stmt_get(c, which == CATALOG_TAGS ? S_TAGS_GET : S_COMMENT_GET);
 	int ret;
 
+	if ((ret = auth_verify(c, A_IMAGES, id, e)) < 0)
+		return ret;
+	st = stmt_get(c, which == CATALOG_TAGS ? S_TAGS_GET : S_COMMENT_GET);
 	sqlite3_bind_int64(st, 1, id);
 	if ((ret = stmt_row(c, st, "reading an attribute", e)) < 0)
 		return ret;
@@ -1238,14 +1354,17 @@ int catalog_image_text_set(struct catalog *c, int64_t id, enum catalog_text whic
 
 	sqlite3_bind_int64(st, 1, id);
 	bind_opt_blob(st, 2, val, val ? len : 0);
-	return stmt_exec(c, st, "writing an attribute", e);
+	return auth_run(c, AUTH_OP_UPDATE, A_IMAGES, &id, st, "writing an attribute", NULL, 0, 0, e);
 }
 
 int catalog_image_expires_get(struct catalog *c, int64_t id, int64_t *when, struct iverr *e)
 {
-	sqlite3_stmt *st = stmt_get(c, S_EXPIRES_GET);
+	sqlite3_stmt *st;
 	int ret;
 
+	if ((ret = auth_verify(c, A_IMAGES, id, e)) < 0)
+		return ret;
+	st = stmt_get(c, S_EXPIRES_GET);
 	sqlite3_bind_int64(st, 1, id);
 	if ((ret = stmt_row(c, st, "reading an expiry", e)) < 0)
 		return ret;
@@ -1260,7 +1379,7 @@ int catalog_image_expires_set(struct catalog *c, int64_t id, int64_t when, struc
 
 	sqlite3_bind_int64(st, 1, id);
 	sqlite3_bind_int64(st, 2, when);
-	return stmt_exec(c, st, "writing an expiry", e);
+	return auth_run(c, AUTH_OP_UPDATE, A_IMAGES, &id, st, "writing an expiry", NULL, 0, 0, e);
 }
 
 int catalog_expired(struct catalog *c, uint32_t uid, int64_t now, int64_t *ids, size_t cap,
@@ -1276,5 +1395,16 @@ int catalog_expired(struct catalog *c, uint32_t uid, int64_t now, int64_t *ids, 
 	while (*n < cap && (rc = sqlite3_step(st)) == SQLITE_ROW)
 		ids[(*n)++] = sqlite3_column_int64(st, 0);
 	sqlite3_reset(st);
-	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : db_fail(c, rc, "listing expired images", e);
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		return db_fail(c, rc, "listing expired images", e);
+	/* An expiry set by an edit of catalog.db deletes nothing: only images
+	 * whose row verifies are handed out. */
+	size_t kept = 0;
+	for (size_t i = 0; i < *n; i++) {
+		struct iverr ignored = { 0 };
+		if (auth_verify(c, A_IMAGES, ids[i], &ignored) == 0)
+			ids[kept++] = ids[i];
+	}
+	*n = kept;
+	return 0;
 }

@@ -23,12 +23,12 @@
 #include "keys.h"
 
 /* The newest schema this code reads and writes. */
-#define CATALOG_SCHEMA_VERSION 4
+#define CATALOG_SCHEMA_VERSION 5
 
 #define CATALOG_PID_LEN    16
 #define CATALOG_INDEX_LEN  32
 #define CATALOG_NAME_MAX   255
-#define CATALOG_NAME_ENC_MAX (CATALOG_NAME_MAX + KEYS_SEAL_OVERHEAD)
+#define CATALOG_NAME_ENC_MAX (256 + KEYS_SEAL_OVERHEAD)   /* padded, §4.1 */
 #define CATALOG_ATTRS_ENC_MAX 256
 
 struct catalog;
@@ -240,6 +240,66 @@ int catalog_image_expires_set(struct catalog *c, int64_t id, int64_t when, struc
 /* Up to @cap images of @uid whose expiry is at or before @now. */
 int catalog_expired(struct catalog *c, uint32_t uid, int64_t now, int64_t *ids, size_t cap,
 		    size_t *n, struct iverr *e);
+
+/* ---- authentication (schema 5, catalog_auth.c) --------------------------
+ *
+ * Rows are authenticated under the key of their scope: a user's vault
+ * (scope = uid) or the store (CATALOG_SCOPE_STORE: users, partners, the
+ * vault's signing keys).  The catalog keeps a copy of each key it is given
+ * (wiped on drop and close).  With a scope's key present, every row of it
+ * that is read is verified (-IV_EDAMAGE naming the row when it fails) and
+ * every change is sealed; without it, reads are not verified and changes
+ * to a sealed scope are refused (-EACCES).  docs/FORMAT.md §6.5.
+ */
+#define CATALOG_SCOPE_STORE (-1)
+#define CATALOG_AUTH_REPORT_MAX 16
+
+/* Keys are counted: each set needs a drop. */
+int catalog_auth_key_set(struct catalog *c, int64_t scope, const uint8_t key[32],
+			 struct iverr *e);
+void catalog_auth_key_drop(struct catalog *c, int64_t scope);
+bool catalog_auth_has_key(struct catalog *c, int64_t scope);
+/* Whether @key is the one @scope's seal was made with (false when the
+ * scope has no seal). */
+int catalog_auth_key_fits(struct catalog *c, int64_t scope, const uint8_t key[32], bool *fits,
+			  struct iverr *e);
+/* fsck: reads hand out rows that fail instead of refusing them (fsck
+ * checks them with catalog_auth_verify). */
+void catalog_auth_set_lenient(struct catalog *c, bool lenient);
+/* Whether @scope has a seal (its rows are authenticated). */
+int catalog_auth_sealed(struct catalog *c, int64_t scope, bool *sealed, struct iverr *e);
+/* Computes every row's MAC of @scope as the rows are now and writes the
+ * seal (a scope from before schema 5, or an accepted repair). */
+int catalog_auth_seal(struct catalog *c, int64_t scope, struct iverr *e);
+/* Removes a scope's seal (its user is deleted). */
+int catalog_auth_forget_scope(struct catalog *c, int64_t scope, struct iverr *e);
+
+enum catalog_auth_state {
+	CATALOG_AUTH_OK,        /* every row verifies and the sum matches */
+	CATALOG_AUTH_ROWS,      /* the rows listed fail; they explain the sum */
+	CATALOG_AUTH_CHANGED,   /* rows were removed, added or rolled back */
+	CATALOG_AUTH_MISSING,   /* the scope has no seal */
+	CATALOG_AUTH_FORGED,    /* the seal itself fails */
+};
+
+struct catalog_auth_report {
+	enum catalog_auth_state state;
+	uint64_t rows;          /* rows found */
+	int64_t sealed_rows;    /* rows the seal counts */
+	uint64_t nbad;          /* rows that fail (the first few listed) */
+	struct {
+		const char *table;      /* "image", "album", … */
+		int kind;
+		int64_t rowid;
+	} bad[CATALOG_AUTH_REPORT_MAX];
+};
+
+/* Checks every row of @scope and its seal (needs its key). */
+int catalog_auth_verify(struct catalog *c, int64_t scope, struct catalog_auth_report *r,
+			struct iverr *e);
+/* The seal's tag and row count: a digest of the scope's state to anchor. */
+int catalog_auth_digest(struct catalog *c, int64_t scope, uint8_t out[32], int64_t *rows,
+			struct iverr *e);
 
 /* ---- the audit trail (rows only; audit.h chains them) ------------------ */
 

@@ -62,6 +62,8 @@ static void keys_user_derive(struct user_keys *k)
 	crypto_kdf_derive_from_key(k->meta, KEYS_KEY_LEN, 1, "ivmeta__", k->uk);
 	crypto_kdf_derive_from_key(k->name_index, KEYS_KEY_LEN, 1, "ivnidx__", k->uk);
 	crypto_kdf_derive_from_key(k->rekey, KEYS_KEY_LEN, 1, "ivrekey_", k->uk);
+	crypto_kdf_derive_from_key(k->catalog, KEYS_KEY_LEN, 1, "ivcatlog", k->uk);
+	crypto_kdf_derive_from_key(k->store, KEYS_KEY_LEN, 1, "ivstore_", k->uk);
 }
 
 struct user_keys *keys_user_new(void)
@@ -184,6 +186,11 @@ void keys_server_check(const struct server_key *sk,
 	crypto_generichash_update(&st, store_id, KEYS_STORE_ID_LEN);
 	crypto_generichash_final(&st, out, 32);
 	sodium_memzero(&st, sizeof(st));
+}
+
+void keys_server_store_key(const struct server_key *sk, uint8_t out[KEYS_KEY_LEN])
+{
+	crypto_kdf_derive_from_key(out, KEYS_KEY_LEN, 1, "ivstore_", sk->k);
 }
 
 /* Reduces a recovery code to its 25 digits; -1 if it is not one. */

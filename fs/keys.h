@@ -8,6 +8,8 @@
  *          meta        seals catalog metadata: names, tags, album names, attrs
  *          name_index  keys the BLAKE2b lookup index of (parent, name)
  *          rekey       seals the previous UK while a rotation is in progress
+ *          catalog     authenticates the vault's catalog rows (catalog.h)
+ *          store       authenticates a desktop store's store-wide rows
  *
  * Every secret lives in sodium_malloc memory (guard pages, mlock) and is
  * wiped when freed.  Functions return 0 or -errno; decryptions are
@@ -75,6 +77,8 @@ struct user_keys {
 	uint8_t meta[KEYS_KEY_LEN];
 	uint8_t name_index[KEYS_KEY_LEN];
 	uint8_t rekey[KEYS_KEY_LEN];
+	uint8_t catalog[KEYS_KEY_LEN];   /* authenticates the vault's catalog rows */
+	uint8_t store[KEYS_KEY_LEN];     /* a desktop store's own rows (its owner's) */
 };
 
 /* The vault's server key (system mode).  Allocated with sodium_malloc. */
@@ -108,6 +112,8 @@ void keys_server_free(struct server_key *sk);
  * revealing anything about it: keyed BLAKE2b of the store id. */
 void keys_server_check(const struct server_key *sk,
 		       const uint8_t store_id[KEYS_STORE_ID_LEN], uint8_t out[32]);
+/* The key that authenticates a system store's store-wide catalog rows. */
+void keys_server_store_key(const struct server_key *sk, uint8_t out[KEYS_KEY_LEN]);
 
 /*
  * Seals @uk into a new slot of @kind.  The secret is, by kind: the

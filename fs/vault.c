@@ -249,6 +249,12 @@ void vault_set_actor(struct vault *v, int64_t uid)
 	v->actor = uid;
 }
 
+void vault_set_lenient(struct vault *v, bool lenient)
+{
+	v->lenient = lenient;
+	catalog_auth_set_lenient(v->cat, lenient);
+}
+
 bool vault_is_system(const struct vault *v)
 {
 	return v->system;
@@ -280,7 +286,8 @@ int vault_check_server_key(struct vault *v, const struct server_key *sk, struct 
 	if (len != sizeof(want) || !keys_equal32(want, have))
 		return iverr_set(e, IV_EAUTH, "that server key does not belong to store %s; "
 				 "give the store's own key with --server-key", v->path);
-	return 0;
+	/* The store's own rows are authenticated under it. */
+	return vault_auth_server_key(v, sk, e);
 }
 
 void vault_audit(struct vault *v, int64_t subject, const char *action, const char *object,
@@ -517,6 +524,7 @@ int vault_user_add(struct vault *v, uint32_t uid, const struct server_key *sk,
 {
 	struct catalog_user u = { 0 };
 	struct user_keys *k;
+	bool store_key = false, keys_in = false;
 	int ret;
 
 	if (!sk && !pass)
@@ -529,6 +537,9 @@ int vault_user_add(struct vault *v, uint32_t uid, const struct server_key *sk,
 	u.created = vault_now();
 	if ((ret = catalog_begin(v->cat, e)) < 0)
 		goto out_free;
+	if ((ret = vault_auth_user_new(v, uid, k, &store_key, e)) < 0)
+		goto out_rollback;
+	keys_in = true;
 	ret = catalog_user_add(v->cat, &u, e);
 	if (ret == -EEXIST)
 		ret = iverr_set(e, EEXIST, "uid %u already has a vault in this store", uid);
@@ -546,6 +557,8 @@ int vault_user_add(struct vault *v, uint32_t uid, const struct server_key *sk,
 out_rollback:
 	catalog_rollback(v->cat);
 out_free:
+	if (keys_in)
+		vault_auth_user_new_done(v, uid, store_key);
 	if (ret < 0)
 		sodium_memzero(recovery, KEYS_RECOVERY_CODE_LEN + 1);
 	keys_user_free(k);
@@ -670,6 +683,17 @@ int vault_unlock_finish(struct vault_unlocking *un, struct vault_session **out,
 		vault_session_close(s);
 		goto out;
 	}
+	/* The vault's rows are checked against their seal before anything of
+	 * it is used. */
+	{
+		struct iverr err = { 0 };
+		if ((ret = vault_auth_session_open(s, &err)) < 0) {
+			vault_audit(v, un->uid, "unlock", "", "damaged", err.msg);
+			iverr_set(e, -ret, "%s", err.msg);
+			vault_session_close(s);
+			goto out;
+		}
+	}
 	vault_audit(v, un->uid, "unlock", "", "ok", slot_word(un->kind));
 	*out = s;
 out:
@@ -704,6 +728,7 @@ void vault_session_close(struct vault_session *s)
 {
 	if (!s)
 		return;
+	vault_auth_session_close(s);
 	keys_user_free(s->keys);
 	keys_user_free(s->prev);
 	free(s);

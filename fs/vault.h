@@ -43,6 +43,8 @@ struct version_attrs {
 	char mime[VAULT_MIME_MAX];
 	uint32_t width, height;
 	uint8_t sha256[32];
+	uint64_t size;       /* plaintext bytes; 0: the catalog's size */
+	int form;            /* record form read (1 or 2); written: 2 */
 };
 
 /* ---- stores ----------------------------------------------------------- */
@@ -62,6 +64,9 @@ int vault_open(const char *dir, const char *purpose, struct vault **out, struct 
 void vault_close(struct vault *v);
 
 bool vault_is_system(const struct vault *v);
+/* fsck: a catalog whose rows or seal fail is reported instead of refused
+ * (unlocks go through, listings show every row). */
+void vault_set_lenient(struct vault *v, bool lenient);
 /* Who the audit trail names as acting (default: the calling process's
  * uid; a daemon sets its peer's). */
 void vault_set_actor(struct vault *v, int64_t uid);

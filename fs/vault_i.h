@@ -29,6 +29,8 @@ struct vault {
 	uint8_t store_id[KEYS_STORE_ID_LEN];
 	bool system;
 	int64_t actor;                   /* the calling process's uid */
+	bool store_key_set;              /* the catalog holds the store scope's key */
+	bool lenient;                    /* fsck: a catalog that fails is reported, not refused */
 };
 
 struct vault_session {
@@ -37,6 +39,8 @@ struct vault_session {
 	struct user_keys *keys;
 	struct user_keys *prev;          /* during a rotation: the previous key */
 	int64_t key_epoch;
+	bool auth_key_set;               /* the catalog holds this vault's key */
+	bool owns_store_key;             /* … and a desktop store's, through it */
 };
 
 struct vault_file {
@@ -52,6 +56,22 @@ int64_t vault_now(void);
 /* Associated data "tag || id" for a sealed catalog value. */
 void vault_seal_ad(const char *tag, const uint8_t *id, size_t idlen, uint8_t *ad,
 		   size_t *adlen);
+/* The largest padded plaintext of a sealed name, tag or comment. */
+#define VAULT_TEXT_MAX 4096
+#define VAULT_TEXT_PAD_MAX 8192
+#define VAULT_TEXT_ENC_MAX (VAULT_TEXT_PAD_MAX + KEYS_SEAL_OVERHEAD)
+
+/* A name, tag or comment (@tag "album", "name", "tags", "comment") bound
+ * to its row's pid, padded to a length bucket (docs/FORMAT.md §4.1). */
+void vault_seal_text(const struct user_keys *k, const char *tag, const uint8_t pid[16],
+		     const void *val, size_t len, uint8_t *out, size_t *outlen);
+/* Opens either form into @out (at most @cap bytes); -IV_EDAMAGE when it
+ * fails.  *form is 1 (unpadded, schema <= 4) or 2. */
+int vault_open_text_form(const struct user_keys *k, const char *tag, const uint8_t pid[16],
+			 const uint8_t *enc, size_t enclen, void *out, size_t cap, size_t *len,
+			 int *form);
+int vault_open_text(const struct user_keys *k, const char *tag, const uint8_t pid[16],
+		    const uint8_t *enc, size_t enclen, void *out, size_t cap, size_t *len);
 /* Names of albums ("album") and images ("name"), bound to the row's pid. */
 void vault_seal_name(const struct user_keys *k, const char *tag, const uint8_t pid[16],
 		     const char *name, size_t len, uint8_t *out, size_t *outlen);
@@ -82,6 +102,35 @@ int vault_image_describe(struct vault_session *s, const struct catalog_image *ci
 /* Reseals @s's signing keys (desktop store) under a rotated user key. */
 int vault_share_reseal(struct vault_session *s, const struct user_keys *old,
 		       const struct user_keys *nk, struct iverr *e);
+
+/* ---- the authenticated catalog (vault_auth.c) ---- */
+
+/* Gives the catalog the store scope's key from the server key (a system
+ * store), sealing the store's own rows the first time. */
+int vault_auth_server_key(struct vault *v, const struct server_key *sk, struct iverr *e);
+/* At unlock: gives the catalog the vault's key (and a desktop store's own),
+ * seals a vault from before schema 5, and checks every row of it against
+ * its seal: -IV_EDAMAGE when rows were removed, added or rolled back
+ * (unless v->lenient); single rows that fail are audited and refused when
+ * read. */
+int vault_auth_session_open(struct vault_session *s, struct iverr *e);
+void vault_auth_session_close(struct vault_session *s);
+/* Checks @scope's rows and seal, audits what fails; -IV_EDAMAGE as above. */
+int vault_auth_check(struct vault *v, int64_t scope, struct catalog_auth_report *r,
+		     bool lenient, struct iverr *e);
+/* A new user: its vault starts sealed under @k (and a desktop store's
+ * first user seals the store's rows); _done drops the keys again. */
+int vault_auth_user_new(struct vault *v, uint32_t uid, const struct user_keys *k,
+			bool *store_key_taken, struct iverr *e);
+void vault_auth_user_new_done(struct vault *v, uint32_t uid, bool store_key_taken);
+/* A rotation, inside its transaction: the vault's rows (and a desktop
+ * store's) sealed anew under @nk; _undo goes back to the session's key. */
+int vault_auth_rekey(struct vault_session *s, const struct user_keys *nk, struct iverr *e);
+void vault_auth_rekey_undo(struct vault_session *s);
+/* Reseals every name, tag, comment and record of @s's vault under @nk (the
+ * same keys: in the current, padded forms) — vault_maint.c. */
+int vault_reseal_metadata(struct vault_session *s, const struct user_keys *nk,
+			  struct iverr *e);
 
 int vault_open_version_blob(struct vault_session *s, const struct catalog_version *ver,
 			    struct blob_reader **out, struct iverr *e);

@@ -317,6 +317,62 @@ out:
 	return ret;
 }
 
+/* Checks one scope's rows and seal: each failing row and a sum that does
+ * not match is a problem; --repair accepts the catalog as it now is. */
+static int fsck_auth_scope(struct fsck *f, int64_t scope, bool *untrusted, struct iverr *e)
+{
+	struct catalog_auth_report r;
+	char who[48];
+	int ret = catalog_auth_verify(f->v->cat, scope, &r, e);
+
+	if (ret < 0)
+		return ret;
+	if (scope < 0)
+		snprintf(who, sizeof(who), "the store's own rows");
+	else
+		snprintf(who, sizeof(who), "uid %" PRId64, scope);
+	for (uint64_t i = 0; i < r.nbad && i < CATALOG_AUTH_REPORT_MAX; i++)
+		fsck_problem(f, scope, "", "%s: %s row %" PRId64 " fails authentication "
+			     "(catalog.db was edited: it is refused when read)", who,
+			     r.bad[i].table, r.bad[i].rowid);
+	if (r.nbad > CATALOG_AUTH_REPORT_MAX)
+		fsck_problem(f, scope, "", "%s: %" PRIu64 " more rows fail authentication", who,
+			     r.nbad - CATALOG_AUTH_REPORT_MAX);
+	switch (r.state) {
+	case CATALOG_AUTH_OK:
+	case CATALOG_AUTH_ROWS:
+		break;
+	case CATALOG_AUTH_CHANGED:
+		fsck_problem(f, scope, "", "%s: the catalog does not match its seal: rows were "
+			     "removed, added or rolled back (%" PRId64 " sealed, %" PRIu64
+			     " found)", who, r.sealed_rows, r.rows);
+		*untrusted = true;
+		break;
+	case CATALOG_AUTH_MISSING:
+		fsck_problem(f, scope, "", "%s: the catalog's seal is missing (catalog.db was "
+			     "edited)", who);
+		*untrusted = true;
+		break;
+	case CATALOG_AUTH_FORGED:
+		fsck_problem(f, scope, "", "%s: the catalog's seal fails authentication "
+			     "(catalog.db was edited)", who);
+		*untrusted = true;
+		break;
+	}
+	if (f->repair && r.state != CATALOG_AUTH_OK) {
+		if ((ret = catalog_auth_seal(f->v->cat, scope, e)) < 0)
+			return ret;
+		vault_audit(f->v, scope, "fsck", "", "repaired", "catalog accepted as it is");
+		if (f->problem) {
+			char msg[160];
+			snprintf(msg, sizeof(msg), "%s: the catalog was accepted as it is and sealed "
+				 "again (--repair)", who);
+			f->problem(f->arg, msg);
+		}
+	}
+	return 0;
+}
+
 /* Images whose version rows are gone, or that failed their full decode. */
 static int fsck_dangling(struct fsck *f, struct vault_session *s, uint32_t uid)
 {
@@ -381,6 +437,17 @@ int vault_fsck(struct vault *v, struct vault_session *const *sessions, size_t n_
 			problem(arg, msg);
 	}
 
+	/* The catalog's rows against their seals, for every key at hand.  When
+	 * rows were removed or rolled back, blobs they referenced may look
+	 * unreferenced: none is removed then. */
+	bool untrusted = false;
+	if (catalog_auth_has_key(v->cat, CATALOG_SCOPE_STORE) &&
+	    (ret = fsck_auth_scope(&f, CATALOG_SCOPE_STORE, &untrusted, e)) < 0)
+		return ret;
+	for (size_t k = 0; k < n_sessions; k++)
+		if (sessions[k] && (ret = fsck_auth_scope(&f, sessions[k]->uid, &untrusted, e)) < 0)
+			return ret;
+
 	/* Leftovers of interrupted writes: never referenced, safe under the lock. */
 	ret = v->bs->ops->sweep(v->bs, e);
 	if (ret < 0)
@@ -388,6 +455,14 @@ int vault_fsck(struct vault *v, struct vault_session *const *sessions, size_t n_
 	r->orphans_removed += (uint64_t)ret;
 	if ((ret = v->bs->ops->list(v->bs, fsck_blob_seen, &f, e)) < 0)
 		goto out;
+	if (untrusted && !repair && f.orphans.n) {
+		char msg[160];
+		snprintf(msg, sizeof(msg), "%zu unreferenced blobs kept: the catalog does not match "
+			 "its seal, they may be what was removed from it", f.orphans.n);
+		if (problem)
+			problem(arg, msg);
+		f.orphans.n = 0;
+	}
 	for (size_t i = 0; i < f.orphans.n; i++)
 		if (v->bs->ops->remove(v->bs, &f.orphans.v[i], NULL) == 0)
 			r->orphans_removed++;
@@ -455,26 +530,25 @@ static int reseal_text(struct vault_session *s, const struct user_keys *nk,
 		       const struct catalog_image *im, enum catalog_text which, const char *tag,
 		       struct iverr *e)
 {
-	uint8_t sealed[4096 + KEYS_SEAL_OVERHEAD], plain[4096], ad[32];
-	size_t len, adlen;
+	uint8_t sealed[VAULT_TEXT_ENC_MAX], plain[VAULT_TEXT_MAX];
+	size_t len, n;
 	int ret = catalog_image_text_get(s->v->cat, im->id, which, sealed, sizeof(sealed), &len, e);
 
 	if (ret == -ENODATA)
 		return 0;
 	if (ret < 0)
 		return ret;
-	vault_seal_ad(tag, im->pid, 16, ad, &adlen);
-	if (len < KEYS_SEAL_OVERHEAD || keys_open(s->keys->meta, ad, adlen, sealed, len, plain) < 0)
+	if (vault_open_text(s->keys, tag, im->pid, sealed, len, plain, sizeof(plain), &n) < 0)
 		return iverr_set(e, IV_EDAMAGE, "image %" PRId64 "'s %s fail authentication; run "
 				 "imgvault fsck first", im->id, tag);
-	keys_seal(nk->meta, ad, adlen, plain, len - KEYS_SEAL_OVERHEAD, sealed);
+	vault_seal_text(nk, tag, im->pid, plain, n, sealed, &len);
 	sodium_memzero(plain, sizeof(plain));
 	return catalog_image_text_set(s->v->cat, im->id, which, sealed, len, e);
 }
 
 /* Reseals every name and attribute record of the user under @nk. */
-static int rotate_metadata(struct vault_session *s, const struct user_keys *nk,
-			   struct iverr *e)
+int vault_reseal_metadata(struct vault_session *s, const struct user_keys *nk,
+			  struct iverr *e)
 {
 	struct vault *v = s->v;
 	album_vec albums = { 0 };
@@ -566,7 +640,7 @@ static int rotate_start(struct vault_session *s, struct catalog_user *u, bool fu
 		goto out_free;
 	if ((ret = catalog_begin(v->cat, e)) < 0)
 		goto out_free;
-	if ((ret = rotate_metadata(s, nk, e)) < 0)
+	if ((ret = vault_reseal_metadata(s, nk, e)) < 0)
 		goto out_rollback;
 	/* Thumbnails are derived data: remade under the new key, not rewrapped. */
 	for (size_t i = 0; i < thumbs.n; i++)
@@ -599,8 +673,13 @@ static int rotate_start(struct vault_session *s, struct catalog_user *u, bool fu
 	    (ret = audit_append(v->cat, v->actor, s->uid, "rekey", "", "started", e, "%s",
 				full ? "full re-encryption" : "rewrap")) < 0)
 		goto out_rollback;
-	if ((ret = catalog_commit(v->cat, e)) < 0)
+	/* Last: every row of the vault sealed under the new key. */
+	if ((ret = vault_auth_rekey(s, nk, e)) < 0)
+		goto out_rollback_auth;
+	if ((ret = catalog_commit(v->cat, e)) < 0) {
+		vault_auth_rekey_undo(s);
 		goto out_free;
+	}
 	keys_user_free(s->prev);
 	s->prev = s->keys;
 	s->keys = nk;
@@ -609,6 +688,10 @@ static int rotate_start(struct vault_session *s, struct catalog_user *u, bool fu
 		v->bs->ops->remove(v->bs, &thumbs.v[i].blob, NULL);
 	free(thumbs.v);
 	return 0;
+out_rollback_auth:
+	catalog_rollback(v->cat);
+	vault_auth_rekey_undo(s);
+	goto out_free;
 out_rollback:
 	catalog_rollback(v->cat);
 out_free:

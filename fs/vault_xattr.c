@@ -57,8 +57,8 @@ int vault_xattr_get(struct vault_session *s, int64_t image_id, const char *name,
 	struct catalog_image ci;
 	struct vault_image im;
 	char tmp[TEXT_MAX + 1];
-	uint8_t sealed[TEXT_MAX + KEYS_SEAL_OVERHEAD], ad[32];
-	size_t n = 0, adlen, slen;
+	uint8_t sealed[VAULT_TEXT_ENC_MAX];
+	size_t n = 0, slen;
 	int64_t when;
 	int ret;
 
@@ -70,11 +70,9 @@ int vault_xattr_get(struct vault_session *s, int64_t image_id, const char *name,
 					     sealed, sizeof(sealed), &slen, e);
 		if (ret < 0)
 			return ret;
-		vault_seal_ad(tags ? "tags" : "comment", ci.pid, 16, ad, &adlen);
-		if (slen < KEYS_SEAL_OVERHEAD ||
-		    keys_open(s->keys->meta, ad, adlen, sealed, slen, (uint8_t *)tmp) < 0)
+		if (vault_open_text(s->keys, tags ? "tags" : "comment", ci.pid, sealed, slen, tmp,
+				    TEXT_MAX, &n) < 0)
 			return iverr_set(e, IV_EDAMAGE, "the attribute fails authentication");
-		n = slen - KEYS_SEAL_OVERHEAD;
 	} else if (!strcmp(name, "user.imgvault.expires")) {
 		if ((ret = catalog_image_expires_get(s->v->cat, image_id, &when, e)) < 0)
 			return ret;
@@ -122,9 +120,9 @@ int vault_xattr_set(struct vault_session *s, int64_t image_id, const char *name,
 		    const char *value, size_t len, struct iverr *e)
 {
 	struct catalog_image ci;
-	uint8_t sealed[TEXT_MAX + KEYS_SEAL_OVERHEAD], ad[32];
+	uint8_t sealed[VAULT_TEXT_ENC_MAX];
 	char when_text[64];
-	size_t adlen;
+	size_t slen = 0;
 	int64_t when;
 	int ret;
 
@@ -134,13 +132,11 @@ int vault_xattr_set(struct vault_session *s, int64_t image_id, const char *name,
 		bool tags = name[9] == 't';
 		if (value && len > TEXT_MAX)
 			return iverr_set(e, E2BIG, "%s is limited to %d bytes", name, TEXT_MAX);
-		if (value) {
-			vault_seal_ad(tags ? "tags" : "comment", ci.pid, 16, ad, &adlen);
-			keys_seal(s->keys->meta, ad, adlen, value, len, sealed);
-		}
+		if (value)
+			vault_seal_text(s->keys, tags ? "tags" : "comment", ci.pid, value, len,
+					sealed, &slen);
 		return catalog_image_text_set(s->v->cat, image_id, tags ? CATALOG_TAGS
-					      : CATALOG_COMMENT, value ? sealed : NULL,
-					      len + KEYS_SEAL_OVERHEAD, e);
+					      : CATALOG_COMMENT, value ? sealed : NULL, slen, e);
 	}
 	if (!strcmp(name, "user.imgvault.expires")) {
 		when = 0;
