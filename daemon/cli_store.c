@@ -277,8 +277,27 @@ out:
 	return ret;
 }
 
+/* The store's own rows (users) are authenticated under the server key in
+ * a system store and under its owner's key in a desktop one: a change to
+ * them needs that key at hand.  *s is the owner's session (desktop). */
+static int take_store_key(struct cli *c, struct vault *v, struct vault_session **s,
+			  struct iverr *e)
+{
+	struct server_key *sk = NULL;
+	int ret;
+
+	*s = NULL;
+	if (!vault_is_system(v))
+		return cli_session(c, v, s, e);
+	if ((ret = cli_load_server_key(c, &sk, e)) == 0)
+		ret = vault_check_server_key(v, sk, e);
+	keys_server_free(sk);
+	return ret;
+}
+
 static int user_set(struct cli *c, struct vault *v, struct iverr *e)
 {
+	struct vault_session *s = NULL;
 	uid_t uid;
 	char *eq, key[64];
 	int ret;
@@ -294,15 +313,21 @@ static int user_set(struct cli *c, struct vault *v, struct iverr *e)
 		if (!eq || eq == c->args[i] || (size_t)(eq - c->args[i]) >= sizeof(key))
 			return iverr_set(e, EINVAL, "'%s' is not KEY=VALUE (web-read=on, quota=20G)",
 					 c->args[i]);
-		snprintf(key, sizeof(key), "%.*s", (int)(eq - c->args[i]), c->args[i]);
-		if ((ret = vault_user_set(v, (uint32_t)uid, key, eq + 1, e)) < 0)
-			return ret;
 	}
-	return 0;
+	if ((ret = take_store_key(c, v, &s, e)) < 0)
+		return ret;
+	for (int i = 2; i < c->nargs && ret == 0; i++) {
+		eq = strchr(c->args[i], '=');
+		snprintf(key, sizeof(key), "%.*s", (int)(eq - c->args[i]), c->args[i]);
+		ret = vault_user_set(v, (uint32_t)uid, key, eq + 1, e);
+	}
+	vault_session_close(s);
+	return ret;
 }
 
 static int user_del(struct cli *c, struct vault *v, struct iverr *e)
 {
+	struct vault_session *s = NULL;
 	char question[160];
 	uid_t uid;
 	int ret;
@@ -317,7 +342,10 @@ static int user_del(struct cli *c, struct vault *v, struct iverr *e)
 		 "for good? [y/N] ", c->args[1]);
 	if (!c->yes && !prompt_yes(question))
 		return iverr_set(e, ECANCELED, "not deleted: confirm with --yes");
+	if ((ret = take_store_key(c, v, &s, e)) < 0)
+		return ret;
 	ret = vault_user_delete(v, (uint32_t)uid, e);
+	vault_session_close(s);
 	if (ret == 0 && !c->quiet)
 		printf("%s's vault is destroyed: its keys are wiped and its blobs removed\n",
 		       c->args[1]);

@@ -70,7 +70,8 @@ int audit_append(struct catalog *c, int64_t actor, int64_t subject, const char *
 		goto out_rollback;
 	}
 	audit_hash(prev, &a, a.hash);
-	if ((ret = catalog_audit_insert(c, &a, e)) < 0)
+	if ((ret = catalog_audit_insert(c, &a, e)) < 0 ||
+	    (ret = catalog_audit_seal(c, a.seq, a.hash, e)) < 0)
 		goto out_rollback;
 	return catalog_commit(c, e);
 out_rollback:
@@ -82,6 +83,9 @@ struct verify_state {
 	struct audit_report *r;
 	uint8_t prev[32];
 	int64_t expect_seq;
+	int64_t sealed_seq;          /* the sealed head to meet, 0 if none */
+	uint8_t sealed_hash[32];
+	bool sealed_met;
 };
 
 static int verify_one(const struct catalog_audit *a, void *arg)
@@ -96,6 +100,13 @@ static int verify_one(const struct catalog_audit *a, void *arg)
 		vs->r->first_bad = a->seq > 0 ? a->seq : vs->expect_seq;
 		return 1;
 	}
+	if (a->seq == vs->sealed_seq) {
+		if (sodium_memcmp(h, vs->sealed_hash, 32) != 0) {
+			vs->r->first_bad = a->seq;   /* rewritten up to and past the seal */
+			return 1;
+		}
+		vs->sealed_met = true;
+	}
 	memcpy(vs->prev, a->hash, 32);
 	memcpy(vs->r->head, a->hash, 32);
 	vs->expect_seq++;
@@ -108,6 +119,25 @@ int audit_verify(struct catalog *c, struct audit_report *r, struct iverr *e)
 	int ret;
 
 	memset(r, 0, sizeof(*r));
+	ret = catalog_audit_sealed_head(c, &vs.sealed_seq, vs.sealed_hash, &r->head_checked, e);
+	if (ret == -ENOENT) {
+		vs.sealed_seq = 0;
+		ret = 0;
+	}
+	if (ret == -IV_EDAMAGE) {
+		r->seal_broken = true;
+		return 0;
+	}
+	if (ret < 0)
+		return ret;
+	if (!r->head_checked)
+		vs.sealed_seq = 0;   /* not to be trusted without the key */
+	r->sealed_seq = vs.sealed_seq;
 	ret = catalog_audit_list(c, verify_one, &vs, e);
-	return ret < 0 ? ret : 0;
+	if (ret < 0)
+		return ret;
+	/* The chain ends before the entry its seal names: its tail was cut. */
+	if (!r->first_bad && vs.sealed_seq && !vs.sealed_met)
+		r->tail_cut = true;
+	return 0;
 }

@@ -252,6 +252,7 @@ int catalog_expired(struct catalog *c, uint32_t uid, int64_t now, int64_t *ids, 
  * to a sealed scope are refused (-EACCES).  docs/FORMAT.md §6.5.
  */
 #define CATALOG_SCOPE_STORE (-1)
+#define CATALOG_SCOPE_AUDIT (-2)   /* the audit trail's head, under the store's key */
 #define CATALOG_AUTH_REPORT_MAX 16
 
 /* Keys are counted: each set needs a drop. */
@@ -315,6 +316,14 @@ struct catalog_audit {
 	uint8_t hash[32];
 };
 
+/* Seals the audit trail's head (@seq, @hash) under the store scope's key,
+ * when the catalog holds it; otherwise leaves the last seal as it is. */
+int catalog_audit_seal(struct catalog *c, int64_t seq, const uint8_t hash[32],
+		       struct iverr *e);
+/* The sealed head: -ENOENT when there is none; -IV_EDAMAGE when the seal
+ * fails under the store key; *checked says whether the key was at hand. */
+int catalog_audit_sealed_head(struct catalog *c, int64_t *seq, uint8_t hash[32], bool *checked,
+			      struct iverr *e);
 /* Inserts @a as is: the caller sets seq (last + 1) and the chained hash. */
 int catalog_audit_insert(struct catalog *c, struct catalog_audit *a, struct iverr *e);
 /* The newest entry, or -ENOENT when the trail is empty. */

@@ -963,3 +963,39 @@ out:
 	free(saved);
 	return txn_end(c, ret, changed, e);
 }
+
+/* ---- the audit trail's head ---- */
+
+int catalog_audit_seal(struct catalog *c, int64_t seq, const uint8_t hash[32], struct iverr *e)
+{
+	struct auth_key *k = key_find(c, CATALOG_SCOPE_STORE);
+	struct auth_key head;
+
+	if (!k || !k->sealed)
+		return 0;   /* sealed again by the next entry made with the key */
+	head = *k;
+	head.scope = CATALOG_SCOPE_AUDIT;
+	return state_write(c, &head, hash, seq, e);
+}
+
+int catalog_audit_sealed_head(struct catalog *c, int64_t *seq, uint8_t hash[32], bool *checked,
+			      struct iverr *e)
+{
+	struct auth_key *k = key_find(c, CATALOG_SCOPE_STORE);
+	uint8_t tag[MAC_LEN], want[MAC_LEN];
+	int ret;
+
+	*checked = false;
+	if ((ret = state_read(c, CATALOG_SCOPE_AUDIT, hash, seq, tag, e)) < 0)
+		return ret;
+	if (!k || !k->sealed)
+		return 0;
+	struct auth_key head = *k;
+	head.scope = CATALOG_SCOPE_AUDIT;
+	state_tag(&head, CATALOG_SCOPE_AUDIT, hash, *seq, want);
+	if (sodium_memcmp(want, tag, MAC_LEN) != 0)
+		return iverr_set(e, IV_EDAMAGE, "catalog %s: the audit trail's sealed head fails "
+				 "authentication (catalog.db was edited)", c->path);
+	*checked = true;
+	return 0;
+}

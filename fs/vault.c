@@ -687,7 +687,10 @@ int vault_unlock_finish(struct vault_unlocking *un, struct vault_session **out,
 	 * it is used. */
 	{
 		struct iverr err = { 0 };
-		if ((ret = vault_auth_session_open(s, &err)) < 0) {
+		/* fsck goes on: it reports what fails. */
+		if ((ret = vault_auth_session_open(s, &err)) < 0 && v->lenient)
+			ret = 0;
+		if (ret < 0) {
 			vault_audit(v, un->uid, "unlock", "", "damaged", err.msg);
 			iverr_set(e, -ret, "%s", err.msg);
 			vault_session_close(s);
@@ -814,6 +817,10 @@ int vault_user_delete(struct vault *v, uint32_t uid, struct iverr *e)
 		goto out_free;
 	if ((ret = catalog_begin(v->cat, e)) < 0)
 		goto out_free;
+	/* The vault's seal goes first: every row of it goes too, and deleting
+	 * them needs no key of the vault. */
+	if ((ret = catalog_auth_forget_scope(v->cat, uid, e)) < 0)
+		goto out_rollback;
 	/* Slots first: once they are wiped, nothing of the user can be decrypted. */
 	for (int kind = KEY_SLOT_PASSPHRASE; kind <= KEY_SLOT_RECOVERY; kind++)
 		if ((ret = catalog_slot_delete(v->cat, uid, (enum key_slot_kind)kind, e)) < 0)
