@@ -422,8 +422,9 @@ static enum MHD_Result serve_file(struct req *r, struct MHD_Connection *mc)
 		if (!resp)
 			free(body);
 	} else {
-		/* Only a limited link needs the body announced: it reserves a use. */
-		ret = r->meta.uses_max ? gw_fetch_body(r->conn, r->off, r->len) : 0;
+		/* The daemon hands out only the announced range; for a limited
+		 * link that reserves bytes of its budget, and a use. */
+		ret = gw_fetch_body(r->conn, r->off, r->len);
 		if (ret < 0) {
 			fetch_finish(r, status_of_errno(ret), 0, false);
 			return respond_refused(r, mc, status_of_errno(ret));
@@ -455,20 +456,17 @@ static enum MHD_Result serve_file(struct req *r, struct MHD_Connection *mc)
 
 static enum MHD_Result serve_page(struct req *r, struct MHD_Connection *mc, const char *token)
 {
-	char base[512];
-	const char *host = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Host");
+	/* Absolute URLs never come from the request (its Host header is the
+	 * client's to choose): --public-url, else the store's share.base-url,
+	 * else none — the page then has no og:url or og:image. */
+	const char *base = r->g->o.public_url ? r->g->o.public_url
+			 : r->meta.base_url[0] ? r->meta.base_url : NULL;
 	struct MHD_Response *resp;
 	char *page;
 	/* A limited link's page shows the thumbnail: looking must not use it up. */
 	bool limited = r->meta.uses_max != 0;
 
 	fetch_finish(r, 200, 0, false);
-	if (r->g->o.public_url)
-		snprintf(base, sizeof(base), "%s", r->g->o.public_url);
-	else
-		snprintf(base, sizeof(base), "%s://%s", r->g->o.tls_cert ? "https" : "http",
-			 host && strlen(host) < 256 && !strpbrk(host, "\"'<>/\\ ") ? host
-			 : "localhost");
 	page = gw_preview_page(r->meta.name, base, token,
 			       limited || r->meta.attachment ? "/p/" : "/s/", r->meta.attachment);
 	if (!page)
@@ -507,22 +505,15 @@ static enum MHD_Result serve_link(struct req *r, struct MHD_Connection *mc, char
 		}
 		return respond_refused(r, mc, status);
 	}
-	r->conn = gw_conn_take(g->daemon);
-	if (!r->conn) {
+	ret = gw_fetch_begin(g->daemon, token, len, r->client, kind == 'p',
+			     kind != 'v' && !r->head, &r->meta, &r->conn, why, sizeof(why));
+	if (ret == -EBUSY || ret == -ENOTCONN || ret == -EPROTO) {
 		__atomic_add_fetch(&g->n.daemon_down, 1, __ATOMIC_RELAXED);
-		logf_(g, errno == EBUSY ? 4 : 3, "imgvaultd: %s", errno == EBUSY ?
-		      "every connection is busy" : strerror(errno));
+		logf_(g, ret == -EBUSY ? 4 : 3, "imgvaultd: %s", why);
 		return respond_refused(r, mc, 503);
 	}
-	ret = gw_fetch_open(r->conn, token, len, r->client, kind == 'p', kind != 'v' && !r->head,
-			    &r->meta, why, sizeof(why));
-	if (ret < 0) {
-		gw_conn_give(g->daemon, r->conn, ret == -EPROTO);
-		r->conn = NULL;
-		if (ret == -EPROTO)
-			__atomic_add_fetch(&g->n.daemon_down, 1, __ATOMIC_RELAXED);
-		return respond_refused(r, mc, ret == -EPROTO ? 503 : status_of_errno(ret));
-	}
+	if (ret < 0)
+		return respond_refused(r, mc, status_of_errno(ret));
 	r->has_meta = true;
 	if (kind == 'v')
 		return serve_page(r, mc, token);
@@ -533,10 +524,13 @@ static enum MHD_Result serve_link(struct req *r, struct MHD_Connection *mc, char
 
 static enum MHD_Result serve_health(struct req *r, struct MHD_Connection *mc)
 {
-	int ret = gw_daemon_ping(r->g->daemon);
+	char why[256];
+	int ret = gw_daemon_ping(r->g->daemon, why, sizeof(why));
 
-	if (ret < 0)
+	if (ret < 0) {
+		logf_(r->g, 4, "health check: imgvaultd: %s", why);
 		return respond_text(r, mc, 503, "imgvaultd is not answering\n");
+	}
 	return respond_text(r, mc, 200, "ok\n");
 }
 
@@ -839,7 +833,8 @@ static const char usage_text[] =
 	"                               (default /run/imgvault/signing-keys.pub)\n"
 	"      --metrics ADDR:PORT      serve /metrics (Prometheus) there\n"
 	"      --public-url URL         the gateway's public address, for the preview\n"
-	"                               page's absolute links (default: from Host)\n"
+	"                               page's absolute links (default: the store's\n"
+	"                               share.base-url; never the Host header)\n"
 	"      --trusted-proxy CIDR     believe X-Forwarded-For from these (repeatable)\n"
 	"      --cors-origin ORIGIN     allow this origin to fetch links (repeatable)\n"
 	"      --tls-cert FILE --tls-key FILE   serve HTTPS\n"
