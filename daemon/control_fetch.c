@@ -648,7 +648,7 @@ static const char *read_refused(const struct fetch *f, uint64_t off, uint64_t *l
 	if (!f->announced)
 		return "FETCH_READ before FETCH_BODY: announce the range to be sent first "
 		       "(docs/PROTOCOL.md)";
-	if (off < f->body_off || off > end || f->handed >= f->body_len)
+	if (off < f->body_off || off >= end || f->handed >= f->body_len)
 		return "FETCH_READ outside the range announced by FETCH_BODY, or past its "
 		       "length; open the link again";
 	if (*len > end - off)
