@@ -40,6 +40,13 @@
 #define BUFFER_MAX (1 << 20)       /* smaller bodies are read whole, then sent */
 #define MAX_AGE_CAP 300            /* revocation reaches caches within this */
 #define SIG_CACHE 4096             /* tokens whose signature checked out */
+/* Request headers: MHD parses them into a per-connection pool; ours are
+ * limits well under what the pool holds, so that a request that passes
+ * them always leaves room for the response's headers, and one that does
+ * not gets a small 431 (past the pool MHD answers 431 itself). */
+#define CONN_MEMORY (32u << 10)
+#define HEADERS_MAX 100
+#define HEADER_BYTES_MAX (8u << 10)
 
 struct options {
 	const char *listen, *control, *keys, *metrics, *public_url;
@@ -600,6 +607,37 @@ static enum MHD_Result on_metrics(void *cls, struct MHD_Connection *mc, const ch
 
 /* ---- requests ---- */
 
+struct header_size { unsigned n; size_t bytes; };
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
+				    const char *value)
+{
+	struct header_size *h = cls;
+
+	(void)kind;
+	h->n++;
+	h->bytes += strlen(key) + (value ? strlen(value) : 0) + 4;   /* ": " and CRLF */
+	return MHD_YES;
+}
+
+/* Too many or too large request headers: 431 with a body, before anything
+ * else is looked at.  Its headers are few: it must fit where the request's
+ * left little room. */
+static enum MHD_Result refuse_headers(struct req *r, struct MHD_Connection *mc)
+{
+	static const char text[] = "request headers too large: at most 100 fields and 8 KiB; "
+				   "send fewer or shorter headers\n";
+	struct MHD_Response *resp = MHD_create_response_from_buffer(sizeof(text) - 1,
+								    (void *)text,
+								    MHD_RESPMEM_PERSISTENT);
+
+	if (!resp)
+		return MHD_NO;
+	MHD_add_response_header(resp, "Content-Type", "text/plain; charset=utf-8");
+	MHD_add_response_header(resp, "Connection", "close");
+	return queue(r, mc, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, resp);
+}
+
 static bool is_trusted(const struct gateway *g, const struct cidr *addr)
 {
 	for (size_t i = 0; i < g->o.n_proxies; i++)
@@ -689,6 +727,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
 		snprintf(r->method, sizeof(r->method), "%.7s", method);
 		*req_cls = r;
 		watch_mark(mc, true, g);
+		struct header_size hs = { 0 };
+		MHD_get_connection_values(mc, MHD_HEADER_KIND, count_header, &hs);
+		if (hs.n > HEADERS_MAX || hs.bytes > HEADER_BYTES_MAX) {
+			client_address(g, mc, r->client);
+			r->route = "-";
+			return refuse_headers(r, mc);
+		}
 		return MHD_YES;
 	}
 	if (*upload_size) {
@@ -1070,8 +1115,9 @@ static struct MHD_Daemon *start_http(struct gateway *g, char *cert, char *key)
 		MHD_OPTION_CONNECTION_LIMIT, g->o.max_conns,
 		MHD_OPTION_PER_IP_CONNECTION_LIMIT, g->o.max_per_ip,
 		MHD_OPTION_CONNECTION_TIMEOUT, g->o.timeout,
-		/* Request headers beyond this are refused (431) by MHD. */
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384,
+		/* Request headers past the pool are refused (431) by MHD; past
+		 * HEADERS_MAX or HEADER_BYTES_MAX by refuse_headers. */
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY,
 		/* Strict HTTP: no Host in HTTP/1.1, stray bytes in the request
 		 * line and the like are 400, not guessed at. */
 		MHD_OPTION_STRICT_FOR_CLIENT, 1,

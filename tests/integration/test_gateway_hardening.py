@@ -212,3 +212,36 @@ def test_fetch_read_needs_the_announced_range(gw_store):
         assert errno_of(reply) == EKEYREVOKED, reply         # used up: 410
     finally:
         c.close()
+
+
+# ---- 3: too many or too large request headers: 431, with a body ----
+
+def headers_request(path, n, value="v"):
+    extra = "".join(f"X-H{i:03d}: {value}{i:03d}\r\n" for i in range(n))
+    return f"GET {path} HTTP/1.1\r\nHost: a\r\n{extra}Connection: close\r\n\r\n".encode()
+
+
+def test_too_many_headers_get_431(gw_store, gateway):
+    s = gw_store
+    g = gateway(s, "--rate", "1000", "--burst", "1000")
+    link = s.share("default/photo.jpg")
+    data = headers_request(f"/s/{link.token}", 200)
+    assert 2700 < len(data) < 3400                 # 200 small headers, ~2.8 KB
+    got = raw_request(data, g.port, timeout=10)
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431 "), got[:200]
+    assert b"headers too large" in body, got
+    # every count around and past the limit gets an answer, never a bare close
+    for n in (99, 100, 150, 205, 210, 250, 300, 600):
+        for path in (f"/s/{link.token}", f"/v/{link.token}", "/healthz"):
+            got = raw_request(headers_request(path, n), g.port, timeout=10)
+            assert re.match(rb"HTTP/1\.1 (200|431) ", got), (n, path, got[:200])
+            assert got.partition(b"\r\n\r\n")[2], (n, path, got[:200])
+    got = raw_request(headers_request("/healthz", 1, "x" * 9000), g.port, timeout=10)
+    assert got.startswith(b"HTTP/1.1 431 "), got[:200]
+    # an ordinary request still works, on the same gateway
+    r = curl(link.url)
+    assert r.status == 200 and r.body[:2] == b"\xff\xd8", repr(r)
+    r = curl(link.url, *sum((["-H", f"X-Ok-{i}: {i}"] for i in range(60)), []))
+    assert r.status == 200, repr(r)
+    assert g.alive()
