@@ -15,6 +15,8 @@ import time
 
 import pytest
 
+from conftest import convert
+
 from gatewaylib import (  # noqa: F401  (fixtures)
     curl, free_port, gateway, gw_image_master, gw_images, gw_port, gw_store, kill_daemon,
     make_gw_store,
@@ -244,4 +246,94 @@ def test_too_many_headers_get_431(gw_store, gateway):
     assert r.status == 200 and r.body[:2] == b"\xff\xd8", repr(r)
     r = curl(link.url, *sum((["-H", f"X-Ok-{i}: {i}"] for i in range(60)), []))
     assert r.status == 200, repr(r)
+    assert g.alive()
+
+
+# ---- 4: memory under slow readers ----
+
+def vm_kib(pid, key):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"no {key} in /proc/{pid}/status")
+
+
+def metric(g, name):
+    r = curl(f"http://127.0.0.1:{g.metrics_port}/metrics")
+    m = re.search(rf"^{name} (\d+)$", r.body.decode(), re.M)
+    return int(m.group(1)) if m else None
+
+
+def stalled_get(port, token):
+    """A client that asks for a link and reads nothing: a small receive
+    buffer and a small MSS keep the kernel from taking the body off the
+    gateway's hands (loopback would otherwise buffer megabytes)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(f"GET /s/{token} HTTP/1.1\r\nHost: a\r\n\r\n".encode())
+    return sock
+
+
+GATEWAY_MEMORY_BOUND_MIB = 64      # docs/GATEWAY.md: the unit's MemoryMax
+
+
+def test_slow_readers_do_not_grow_the_gateway(gw_store, gateway, tmp_path):
+    s = gw_store
+    img = tmp_path / "mib.png"
+    convert("-seed", "3", "-size", "900x900", "xc:gray", "+noise", "Random", "-colorspace",
+            "gray", "-depth", "8", img)
+    assert 512 << 10 < img.stat().st_size < 1 << 20         # read whole before the fix
+    r = s.iv("import", img)
+    assert r.rc == 0, str(r)
+    n = 60
+    g = gateway(s, "--max-per-ip", str(2 * n), "--rate", "1000", "--burst", "1000")
+    link = s.share("default/mib.png")
+    r = curl(link.url)
+    assert r.status == 200 and len(r.body) > 512 << 10, repr(r)
+    pid = g.proc.pid
+    base = vm_kib(pid, "VmRSS")
+    socks = []
+    try:
+        for _ in range(n):
+            socks.append(stalled_get(g.port, link.token))
+        # until every client has the start of an answer (or 20 s)
+        heads = {}
+        end = time.monotonic() + 20
+        while len(heads) < n and time.monotonic() < end:
+            for i, sock in enumerate(socks):
+                if i in heads:
+                    continue
+                try:
+                    got = sock.recv(12, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    continue
+                if len(got) == 12:
+                    heads[i] = got
+            time.sleep(0.1)
+        time.sleep(1.0)                                      # let the gateway settle
+        rss, hwm = vm_kib(pid, "VmRSS"), vm_kib(pid, "VmHWM")
+        buffered = metric(g, "imgvault_gateway_buffered_bytes")
+        statuses = sorted(h[9:12].decode() for h in heads.values())
+        # the bound: far below n MiB of bodies held for clients that read nothing
+        print(f"gateway memory: VmRSS {base} KiB before, {rss} KiB stalled, VmHWM {hwm} KiB")
+        assert hwm < GATEWAY_MEMORY_BOUND_MIB << 10, (base, rss, hwm)
+        assert hwm - base < 32 << 10, (base, rss, hwm)
+        assert len(heads) == n, f"{n - len(heads)} clients got no answer: {statuses}"
+        assert set(statuses) <= {"200", "503"}, statuses   # 503: every daemon connection busy
+        assert statuses.count("200") >= 32, statuses
+        assert buffered is not None and buffered <= 8 << 20, buffered
+    finally:
+        for sock in socks:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()
+    end = time.monotonic() + 10
+    while metric(g, "imgvault_gateway_buffered_bytes") and time.monotonic() < end:
+        time.sleep(0.2)
+    assert metric(g, "imgvault_gateway_buffered_bytes") == 0
+    r = curl(link.url)
+    assert r.status == 200 and len(r.body) > 512 << 10, repr(r)
     assert g.alive()
