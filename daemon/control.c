@@ -542,10 +542,11 @@ static void *conn_main(void *arg)
 	uint8_t *buf = malloc(PROTO_MAX);
 	struct pollfd p = { .fd = k->fd, .events = POLLIN };
 	int idle = 0;
+	int idle_max = c->ops.idle_ms ? (int)c->ops.idle_ms : IDLE_TIMEOUT_MS;
 
 	/* Short polls: a stopping daemon must not wait out an idle peer (the
 	 * gateway keeps its connections open). */
-	while (buf && !stopping(c) && idle < IDLE_TIMEOUT_MS) {
+	while (buf && !stopping(c) && idle < idle_max) {
 		int r = poll(&p, 1, STOP_POLL_MS);
 		if (r == 0) {
 			idle += STOP_POLL_MS;

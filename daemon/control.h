@@ -52,6 +52,7 @@ struct control_ops {
 	const char *mountpoint;
 	bool system;
 	uint64_t max_bytes;      /* the store's image size limit */
+	unsigned idle_ms;        /* an idle connection is closed after; 0: 30 s */
 };
 
 struct control;

@@ -40,6 +40,8 @@ struct fetch {
 	bool reserved;               /* holds part of a limited link's budget */
 	bool reserved_eof;           /* and a use: the range reaches the end */
 	uint64_t reserved_len;
+	bool announced;              /* FETCH_BODY named the range below */
+	uint64_t body_off, body_len; /* the only bytes FETCH_READ hands out */
 	uint64_t handed;             /* bytes given to the gateway */
 	bool preview;                /* the thumbnail for the preview page */
 	bool held;                   /* the owner's vault cannot be locked */
@@ -329,6 +331,7 @@ struct authorize {
 	const struct cidr *client;
 	bool checked;                /* the signature is known good */
 	struct share_grant *g;
+	char url[256];               /* share.base-url: the page's absolute links */
 	struct iverr e;
 };
 
@@ -336,6 +339,7 @@ static int do_authorize(struct vault *v, void *arg)
 {
 	struct authorize *a = arg;
 
+	snprintf(a->url, sizeof(a->url), "%s", share_base_url(v));
 	return share_authorize(v, a->token, a->len, a->client, now_s(), a->checked, a->g,
 			       &a->e);
 }
@@ -574,6 +578,10 @@ static int handle_fetch_open(struct conn *k, const struct proto_msg *m)
 	proto_put_u64(&k->out, T_VARIANT, f->g.t.variant);
 	proto_put_u64(&k->out, T_USES_MAX, f->g.link.uses_max);
 	proto_put_u64(&k->out, T_USES, f->g.link.uses);
+	/* Where the gateway is reached: its preview page never takes that
+	 * from a request's Host header. */
+	if (a.url[0])
+		proto_put_str(&k->out, T_URL, a.url);
 	/* A small body of an unlimited link comes with the answer: one round
 	 * trip serves a thumbnail. */
 	uint64_t inline_max = 0;
@@ -606,9 +614,14 @@ static int handle_fetch_body(struct conn *k, const struct proto_msg *m)
 		return -EPROTO;
 	if (off > f->size || len > f->size - off)
 		return send_error(k, -ERANGE, "the range is outside the file");
+	/* One range per fetch: a second would let one reservation cover two
+	 * transfers. */
+	if (f->announced)
+		return send_error(k, -EALREADY, "this fetch announced its range already; "
+				  "open the link again for another range");
 	/* A limited link: the bytes come out of its budget, and a transfer
 	 * that reaches the last byte holds a use until it ends. */
-	if (f->g.link.uses_max && !f->preview && !f->reserved) {
+	if (f->g.link.uses_max && !f->preview) {
 		bool eof = off + len == f->size;
 		if (!reserve(k->c, f, len, eof)) {
 			note_fetch(k->c, &f->g, true, f->client, 410, 0);
@@ -618,7 +631,31 @@ static int handle_fetch_body(struct conn *k, const struct proto_msg *m)
 		f->reserved_eof = eof;
 		f->reserved_len = len;
 	}
+	f->announced = true;
+	f->body_off = off;
+	f->body_len = len;
 	return send_type(k, P_OK);
+}
+
+/* Bytes are handed out only inside the range FETCH_BODY announced (and,
+ * for a limited link, reserved), and each of them once: the use count and
+ * the byte budget do not rest on the gateway's word.  NULL when [off, off +
+ * *len) may be read (*len cut to what may); else why not. */
+static const char *read_refused(const struct fetch *f, uint64_t off, uint64_t *len)
+{
+	uint64_t end = f->body_off + f->body_len;
+
+	if (!f->announced)
+		return "FETCH_READ before FETCH_BODY: announce the range to be sent first "
+		       "(docs/PROTOCOL.md)";
+	if (off < f->body_off || off >= end || f->handed >= f->body_len)
+		return "FETCH_READ outside the range announced by FETCH_BODY, or past its "
+		       "length; open the link again";
+	if (*len > end - off)
+		*len = end - off;
+	if (*len > f->body_len - f->handed)
+		*len = f->body_len - f->handed;
+	return NULL;
 }
 
 static int handle_fetch_read(struct conn *k, const struct proto_msg *m)
@@ -626,6 +663,7 @@ static int handle_fetch_read(struct conn *k, const struct proto_msg *m)
 	struct fetch *f = k->fetch;
 	uint64_t off, len;
 	struct iverr e = { 0 };
+	const char *why;
 
 	if (!f || proto_get_u64(m, T_OFFSET, &off) < 0 || proto_get_u64(m, T_LENGTH, &len) < 0)
 		return -EPROTO;
@@ -633,8 +671,8 @@ static int handle_fetch_read(struct conn *k, const struct proto_msg *m)
 		return send_error(k, -ERANGE, "the offset is past the end of the file");
 	if (len > PROTO_DATA_MAX - 16)
 		len = PROTO_DATA_MAX - 16;
-	if (len > f->size - off)
-		len = f->size - off;
+	if ((why = read_refused(f, off, &len)))
+		return send_error(k, -EPERM, why);
 	proto_begin(&k->out, P_DATA);
 	if (f->buf) {
 		proto_put(&k->out, T_DATA, f->buf + off, (size_t)len);

@@ -55,6 +55,7 @@ struct options {
 	const char *config;      /* the settings file read (NULL: none) */
 	const char *control;     /* the control socket's path */
 	const char *gateway_user, *keyring;   /* share links */
+	unsigned idle_timeout;   /* seconds before an idle control connection is closed */
 };
 
 static const char usage_text[] =
@@ -82,6 +83,8 @@ static const char usage_text[] =
 	"      --keyring PATH           where the public signing keys are published for\n"
 	"                               the gateway (default: signing-keys.pub beside\n"
 	"                               the control socket)\n"
+	"      --control-idle-timeout SECONDS  close a control connection idle this\n"
+	"                               long (default 30)\n"
 	"      --store DIR, --mountpoint DIR   instead of STORE MOUNTPOINT\n"
 	"      --config FILE            settings (default /etc/imgvault/imgvault.conf,\n"
 	"                               read in system mode when it exists); flags\n"
@@ -573,7 +576,7 @@ static int load_settings(int argc, char **argv, struct conf_args *ca, char *path
 
 int main(int argc, char **argv)
 {
-	enum { O_STORE = 256, O_MOUNTPOINT, O_CONFIG, O_CHECK, O_DETACH };
+	enum { O_STORE = 256, O_MOUNTPOINT, O_CONFIG, O_CHECK, O_DETACH, O_IDLE };
 	static const struct option longopts[] = {
 		{ "system", no_argument, NULL, 'S' },
 		{ "server-key", required_argument, NULL, 'k' },
@@ -586,6 +589,7 @@ int main(int argc, char **argv)
 		{ "control", required_argument, NULL, 'C' },
 		{ "gateway-user", required_argument, NULL, 'g' },
 		{ "keyring", required_argument, NULL, 'K' },
+		{ "control-idle-timeout", required_argument, NULL, O_IDLE },
 		{ "store", required_argument, NULL, O_STORE },
 		{ "mountpoint", required_argument, NULL, O_MOUNTPOINT },
 		{ "config", required_argument, NULL, O_CONFIG },
@@ -595,7 +599,7 @@ int main(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct options o = { 0 };
+	struct options o = { .idle_timeout = 30 };
 	struct iverr e = { 0 };
 	struct vault *v = NULL;
 	struct tree *t = NULL;
@@ -656,6 +660,18 @@ int main(int argc, char **argv)
 		case 'C': o.control = optarg; break;
 		case 'g': o.gateway_user = optarg; break;
 		case 'K': o.keyring = optarg; break;
+		case O_IDLE: {
+			char *end;
+			unsigned long n = strtoul(optarg, &end, 10);
+			if (*end || !*optarg || n < 1 || n > 3600) {
+				fprintf(stderr, "<3>imgvaultd: --control-idle-timeout takes seconds "
+					"from 1 to 3600, not '%s'\n", optarg);
+				ret = 2;
+				goto out;
+			}
+			o.idle_timeout = (unsigned)n;
+			break;
+		}
 		case 'h': fputs(usage_text, stdout); ret = 0; goto out;
 		case 'V': printf("imgvaultd %s\n", IMGVAULT_VERSION); ret = 0; goto out;
 		default: fputs(usage_text, stderr); ret = 2; goto out;
@@ -766,6 +782,7 @@ int main(int argc, char **argv)
 			.owner_uid = o.system ? CONTROL_NOBODY : (uint32_t)getuid(),
 			.mountpoint = o.mountpoint, .system = o.system,
 			.max_bytes = vault_limits(v)->max_bytes,
+			.idle_ms = o.idle_timeout * 1000,
 		};
 		if ((ret = control_start(sock, &ops, &ctl, &e)) < 0) {
 			logf_(&o, 3, "cannot start the control socket: %s", e.msg);

@@ -38,8 +38,20 @@
 
 #define MAX_LIST 16
 #define BUFFER_MAX (1 << 20)       /* smaller bodies are read whole, then sent */
+/* Bodies held in memory, all connections together: past it a body streams
+ * through one STREAM_BLOCK while its daemon connection is held (or gets 503
+ * when none is free), so slow readers cannot make the gateway grow. */
+#define BUFFER_BUDGET (8u << 20)
+#define STREAM_BLOCK 65536
 #define MAX_AGE_CAP 300            /* revocation reaches caches within this */
 #define SIG_CACHE 4096             /* tokens whose signature checked out */
+/* Request headers: MHD parses them into a per-connection pool; ours are
+ * limits well under what the pool holds, so that a request that passes
+ * them always leaves room for the response's headers, and one that does
+ * not gets a small 431 (past the pool MHD answers 431 itself). */
+#define CONN_MEMORY (32u << 10)
+#define HEADERS_MAX 100
+#define HEADER_BYTES_MAX (8u << 10)
 
 struct options {
 	const char *listen, *control, *keys, *metrics, *public_url;
@@ -79,6 +91,7 @@ struct gateway {
 	pthread_mutex_t watch_lock;
 	struct watched *watched;
 	struct counters n;           /* updated with __atomic */
+	uint64_t buffered;           /* bytes of bodies held, <= BUFFER_BUDGET (__atomic) */
 	/* Keyed hashes of tokens whose signature was good: a verification
 	 * costs more than the rest of a request. */
 	pthread_mutex_t sig_lock;
@@ -317,20 +330,72 @@ static ssize_t read_body(void *cls, uint64_t pos, char *buf, size_t max)
 	return n;
 }
 
-/* Reads [off, off + len) whole, for a small body. */
-static uint8_t *read_all(struct req *r)
+/* Reads [off, off + len) whole into @buf, for a small body: 0 or -1. */
+static int read_whole(struct req *r, uint8_t *buf)
 {
-	uint8_t *buf = malloc(r->len ? r->len : 1);
-
-	for (uint64_t got = 0; buf && got < r->len;) {
+	for (uint64_t got = 0; got < r->len;) {
 		ssize_t n = gw_fetch_read(r->conn, r->off + got, buf + got, (size_t)(r->len - got));
-		if (n <= 0) {
-			free(buf);
-			return NULL;
-		}
+		if (n <= 0)
+			return -1;
 		got += (uint64_t)n;
 	}
-	return buf;
+	return 0;
+}
+
+/* ---- bodies held in memory, under BUFFER_BUDGET ---- */
+
+struct held {
+	struct gateway *g;
+	size_t n;
+	uint8_t data[];
+};
+
+static bool budget_take(struct gateway *g, uint64_t n)
+{
+	uint64_t cur = __atomic_load_n(&g->buffered, __ATOMIC_RELAXED);
+
+	do {
+		if (n > BUFFER_BUDGET - cur)
+			return false;
+	} while (!__atomic_compare_exchange_n(&g->buffered, &cur, cur + n, false, __ATOMIC_RELAXED,
+					      __ATOMIC_RELAXED));
+	return true;
+}
+
+/* Room for @n bytes of body, or NULL when the budget is spent. */
+static struct held *held_new(struct gateway *g, uint64_t n)
+{
+	struct held *h;
+
+	if (!budget_take(g, n))
+		return NULL;
+	h = malloc(sizeof(*h) + (n ? n : 1));
+	if (!h) {
+		__atomic_sub_fetch(&g->buffered, n, __ATOMIC_RELAXED);
+		return NULL;
+	}
+	h->g = g;
+	h->n = (size_t)n;
+	return h;
+}
+
+static void held_free(void *cls)
+{
+	struct held *h = cls;
+
+	__atomic_sub_fetch(&h->g->buffered, h->n, __ATOMIC_RELAXED);
+	free(h);
+}
+
+/* MHD sends @h and frees it (and its budget) when done. */
+static struct MHD_Response *held_response(struct held *h)
+{
+	struct MHD_Response *resp =
+		MHD_create_response_from_buffer_with_free_callback_cls(h->n, h->data, held_free, h);
+
+	if (!resp)
+		held_free(h);
+	return resp;
 }
 
 static void link_headers(struct req *r, struct MHD_Response *resp, bool partial)
@@ -365,6 +430,45 @@ static void fetch_finish(struct req *r, int status, uint64_t bytes, bool complet
 	r->conn = NULL;
 }
 
+/*
+ * The body of a GET: from memory when it is small, unlimited and fits the
+ * budget (the daemon connection goes back at once), else streamed through
+ * one STREAM_BLOCK while the connection is held.  The daemon hands out
+ * only the range announced first.  NULL with *@refused set: answer that.
+ */
+static struct MHD_Response *body_response(struct req *r, int status, int *refused)
+{
+	struct held *h;
+	int ret;
+
+	if (r->meta.data && (h = held_new(r->g, r->len))) {
+		/* The body came with the answer. */
+		memcpy(h->data, r->meta.data + r->off, r->len);
+		r->sent = r->len;
+		fetch_finish(r, status, r->sent, true);
+		return held_response(h);
+	}
+	ret = gw_fetch_body(r->conn, r->off, r->len);
+	if (ret < 0) {
+		*refused = status_of_errno(ret);
+		fetch_finish(r, *refused, 0, false);
+		return NULL;
+	}
+	if (!r->meta.uses_max && r->len <= BUFFER_MAX && (h = held_new(r->g, r->len))) {
+		if (read_whole(r, h->data) < 0) {
+			held_free(h);
+			*refused = 500;
+			fetch_finish(r, 500, 0, false);
+			return NULL;
+		}
+		r->sent = r->len;
+		fetch_finish(r, status, r->len, true);
+		return held_response(h);
+	}
+	r->streamed = true;   /* the connection goes back at completion */
+	return MHD_create_response_from_callback(r->len, STREAM_BLOCK, read_body, r, NULL);
+}
+
 static enum MHD_Result serve_file(struct req *r, struct MHD_Connection *mc)
 {
 	const char *range = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Range");
@@ -372,7 +476,7 @@ static enum MHD_Result serve_file(struct req *r, struct MHD_Connection *mc)
 	const char *if_range = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "If-Range");
 	struct MHD_Response *resp;
 	bool partial = false;
-	int ret;
+	int ret, refused = 0;
 
 	if (gw_etag_matches(inm, r->meta.etag)) {
 		fetch_finish(r, 304, 0, false);
@@ -408,42 +512,11 @@ static enum MHD_Result serve_file(struct req *r, struct MHD_Connection *mc)
 	int status = partial ? 206 : 200;
 	if (r->head) {
 		fetch_finish(r, status, 0, false);
-		resp = MHD_create_response_from_callback(r->len, 65536, read_body, r, NULL);
-	} else if (r->meta.data) {
-		/* The body came with the answer. */
-		uint8_t *body = malloc(r->len ? r->len : 1);
-		if (body)
-			memcpy(body, r->meta.data + r->off, r->len);
-		r->sent = body ? r->len : 0;
-		fetch_finish(r, body ? status : 500, r->sent, body != NULL);
-		if (!body)
-			return respond_refused(r, mc, 500);
-		resp = MHD_create_response_from_buffer_with_free_callback(r->len, body, free);
-		if (!resp)
-			free(body);
+		resp = MHD_create_response_from_callback(r->len, STREAM_BLOCK, read_body, r, NULL);
 	} else {
-		/* Only a limited link needs the body announced: it reserves a use. */
-		ret = r->meta.uses_max ? gw_fetch_body(r->conn, r->off, r->len) : 0;
-		if (ret < 0) {
-			fetch_finish(r, status_of_errno(ret), 0, false);
-			return respond_refused(r, mc, status_of_errno(ret));
-		}
-		if (r->len <= BUFFER_MAX && !r->meta.uses_max) {
-			/* Small and unlimited: read whole, hand the connection back now. */
-			uint8_t *body = read_all(r);
-			if (!body) {
-				fetch_finish(r, 500, 0, false);
-				return respond_refused(r, mc, 500);
-			}
-			r->sent = r->len;
-			fetch_finish(r, status, r->len, true);
-			resp = MHD_create_response_from_buffer_with_free_callback(r->len, body, free);
-			if (!resp)
-				free(body);
-		} else {
-			r->streamed = true;   /* the connection goes back at completion */
-			resp = MHD_create_response_from_callback(r->len, 65536, read_body, r, NULL);
-		}
+		resp = body_response(r, status, &refused);
+		if (refused)
+			return respond_refused(r, mc, refused);
 	}
 	if (!resp)
 		return MHD_NO;
@@ -455,20 +528,17 @@ static enum MHD_Result serve_file(struct req *r, struct MHD_Connection *mc)
 
 static enum MHD_Result serve_page(struct req *r, struct MHD_Connection *mc, const char *token)
 {
-	char base[512];
-	const char *host = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Host");
+	/* Absolute URLs never come from the request (its Host header is the
+	 * client's to choose): --public-url, else the store's share.base-url,
+	 * else none — the page then has no og:url or og:image. */
+	const char *base = r->g->o.public_url ? r->g->o.public_url
+			 : r->meta.base_url[0] ? r->meta.base_url : NULL;
 	struct MHD_Response *resp;
 	char *page;
 	/* A limited link's page shows the thumbnail: looking must not use it up. */
 	bool limited = r->meta.uses_max != 0;
 
 	fetch_finish(r, 200, 0, false);
-	if (r->g->o.public_url)
-		snprintf(base, sizeof(base), "%s", r->g->o.public_url);
-	else
-		snprintf(base, sizeof(base), "%s://%s", r->g->o.tls_cert ? "https" : "http",
-			 host && strlen(host) < 256 && !strpbrk(host, "\"'<>/\\ ") ? host
-			 : "localhost");
 	page = gw_preview_page(r->meta.name, base, token,
 			       limited || r->meta.attachment ? "/p/" : "/s/", r->meta.attachment);
 	if (!page)
@@ -507,22 +577,15 @@ static enum MHD_Result serve_link(struct req *r, struct MHD_Connection *mc, char
 		}
 		return respond_refused(r, mc, status);
 	}
-	r->conn = gw_conn_take(g->daemon);
-	if (!r->conn) {
+	ret = gw_fetch_begin(g->daemon, token, len, r->client, kind == 'p',
+			     kind != 'v' && !r->head, &r->meta, &r->conn, why, sizeof(why));
+	if (ret == -EBUSY || ret == -ENOTCONN || ret == -EPROTO) {
 		__atomic_add_fetch(&g->n.daemon_down, 1, __ATOMIC_RELAXED);
-		logf_(g, errno == EBUSY ? 4 : 3, "imgvaultd: %s", errno == EBUSY ?
-		      "every connection is busy" : strerror(errno));
+		logf_(g, ret == -EBUSY ? 4 : 3, "imgvaultd: %s", why);
 		return respond_refused(r, mc, 503);
 	}
-	ret = gw_fetch_open(r->conn, token, len, r->client, kind == 'p', kind != 'v' && !r->head,
-			    &r->meta, why, sizeof(why));
-	if (ret < 0) {
-		gw_conn_give(g->daemon, r->conn, ret == -EPROTO);
-		r->conn = NULL;
-		if (ret == -EPROTO)
-			__atomic_add_fetch(&g->n.daemon_down, 1, __ATOMIC_RELAXED);
-		return respond_refused(r, mc, ret == -EPROTO ? 503 : status_of_errno(ret));
-	}
+	if (ret < 0)
+		return respond_refused(r, mc, status_of_errno(ret));
 	r->has_meta = true;
 	if (kind == 'v')
 		return serve_page(r, mc, token);
@@ -533,10 +596,13 @@ static enum MHD_Result serve_link(struct req *r, struct MHD_Connection *mc, char
 
 static enum MHD_Result serve_health(struct req *r, struct MHD_Connection *mc)
 {
-	int ret = gw_daemon_ping(r->g->daemon);
+	char why[256];
+	int ret = gw_daemon_ping(r->g->daemon, why, sizeof(why));
 
-	if (ret < 0)
+	if (ret < 0) {
+		logf_(r->g, 4, "health check: imgvaultd: %s", why);
 		return respond_text(r, mc, 503, "imgvaultd is not answering\n");
+	}
 	return respond_text(r, mc, 200, "ok\n");
 }
 
@@ -570,13 +636,17 @@ static enum MHD_Result serve_metrics(struct gateway *g, struct MHD_Connection *m
 		"imgvault_gateway_refused_total{reason=\"banned\"} %" PRIu64 "\n"
 		"# HELP imgvault_gateway_daemon_unavailable_total Fetches imgvaultd could not take.\n"
 		"# TYPE imgvault_gateway_daemon_unavailable_total counter\n"
-		"imgvault_gateway_daemon_unavailable_total %" PRIu64 "\n",
+		"imgvault_gateway_daemon_unavailable_total %" PRIu64 "\n"
+		"# HELP imgvault_gateway_buffered_bytes Bodies held in memory now.\n"
+		"# TYPE imgvault_gateway_buffered_bytes gauge\n"
+		"imgvault_gateway_buffered_bytes %" PRIu64 "\n",
 		__atomic_load_n(&g->n.bytes, __ATOMIC_RELAXED),
 		__atomic_load_n(&g->n.forged, __ATOMIC_RELAXED),
 		__atomic_load_n(&g->n.expired, __ATOMIC_RELAXED),
 		__atomic_load_n(&g->n.rate_limited, __ATOMIC_RELAXED),
 		__atomic_load_n(&g->n.banned, __ATOMIC_RELAXED),
-		__atomic_load_n(&g->n.daemon_down, __ATOMIC_RELAXED));
+		__atomic_load_n(&g->n.daemon_down, __ATOMIC_RELAXED),
+		__atomic_load_n(&g->buffered, __ATOMIC_RELAXED));
 	resp = MHD_create_response_from_buffer_with_free_callback(o, text, free);
 	if (!resp) {
 		free(text);
@@ -605,6 +675,37 @@ static enum MHD_Result on_metrics(void *cls, struct MHD_Connection *mc, const ch
 }
 
 /* ---- requests ---- */
+
+struct header_size { unsigned n; size_t bytes; };
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
+				    const char *value)
+{
+	struct header_size *h = cls;
+
+	(void)kind;
+	h->n++;
+	h->bytes += strlen(key) + (value ? strlen(value) : 0) + 4;   /* ": " and CRLF */
+	return MHD_YES;
+}
+
+/* Too many or too large request headers: 431 with a body, before anything
+ * else is looked at.  Its headers are few: it must fit where the request's
+ * left little room. */
+static enum MHD_Result refuse_headers(struct req *r, struct MHD_Connection *mc)
+{
+	static const char text[] = "request headers too large: at most 100 fields and 8 KiB; "
+				   "send fewer or shorter headers\n";
+	struct MHD_Response *resp = MHD_create_response_from_buffer(sizeof(text) - 1,
+								    (void *)text,
+								    MHD_RESPMEM_PERSISTENT);
+
+	if (!resp)
+		return MHD_NO;
+	MHD_add_response_header(resp, "Content-Type", "text/plain; charset=utf-8");
+	MHD_add_response_header(resp, "Connection", "close");
+	return queue(r, mc, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, resp);
+}
 
 static bool is_trusted(const struct gateway *g, const struct cidr *addr)
 {
@@ -695,6 +796,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
 		snprintf(r->method, sizeof(r->method), "%.7s", method);
 		*req_cls = r;
 		watch_mark(mc, true, g);
+		struct header_size hs = { 0 };
+		MHD_get_connection_values(mc, MHD_HEADER_KIND, count_header, &hs);
+		if (hs.n > HEADERS_MAX || hs.bytes > HEADER_BYTES_MAX) {
+			client_address(g, mc, r->client);
+			r->route = "-";
+			return refuse_headers(r, mc);
+		}
 		return MHD_YES;
 	}
 	if (*upload_size) {
@@ -839,7 +947,8 @@ static const char usage_text[] =
 	"                               (default /run/imgvault/signing-keys.pub)\n"
 	"      --metrics ADDR:PORT      serve /metrics (Prometheus) there\n"
 	"      --public-url URL         the gateway's public address, for the preview\n"
-	"                               page's absolute links (default: from Host)\n"
+	"                               page's absolute links (default: the store's\n"
+	"                               share.base-url; never the Host header)\n"
 	"      --trusted-proxy CIDR     believe X-Forwarded-For from these (repeatable)\n"
 	"      --cors-origin ORIGIN     allow this origin to fetch links (repeatable)\n"
 	"      --tls-cert FILE --tls-key FILE   serve HTTPS\n"
@@ -1075,8 +1184,9 @@ static struct MHD_Daemon *start_http(struct gateway *g, char *cert, char *key)
 		MHD_OPTION_CONNECTION_LIMIT, g->o.max_conns,
 		MHD_OPTION_PER_IP_CONNECTION_LIMIT, g->o.max_per_ip,
 		MHD_OPTION_CONNECTION_TIMEOUT, g->o.timeout,
-		/* Request headers beyond this are refused (431) by MHD. */
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384,
+		/* Request headers past the pool are refused (431) by MHD; past
+		 * HEADERS_MAX or HEADER_BYTES_MAX by refuse_headers. */
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY,
 		/* Strict HTTP: no Host in HTTP/1.1, stray bytes in the request
 		 * line and the like are 400, not guessed at. */
 		MHD_OPTION_STRICT_FOR_CLIENT, 1,

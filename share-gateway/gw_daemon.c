@@ -1,6 +1,8 @@
+#define _GNU_SOURCE   /* POLLRDHUP */
 #include "gw_daemon.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +21,7 @@
 struct gw_conn {
 	int fd;
 	unsigned unread;             /* answers of requests sent without waiting */
+	bool reused;                 /* came from the pool: the daemon may have closed it */
 	struct gw_conn *next;        /* in the idle list */
 	struct proto_out out;
 	uint8_t in[PROTO_MAX];
@@ -91,32 +94,55 @@ static struct gw_conn *conn_new(const char *path)
 	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	c->next = NULL;
 	c->unread = 0;
+	c->reused = false;
 	return c;
 }
 
-struct gw_conn *gw_conn_take(struct gw_daemon *d)
+/* False when the daemon has closed its end (its idle timeout, a restart):
+ * a pooled connection is checked before it is used. */
+static bool conn_alive(const struct gw_conn *c)
+{
+	struct pollfd p = { .fd = c->fd, .events = POLLRDHUP };
+
+	return poll(&p, 1, 0) >= 0 && !(p.revents & (POLLHUP | POLLRDHUP | POLLERR | POLLNVAL));
+}
+
+/* A pooled connection that is still open, or (@fresh, or none pooled) a
+ * new one. */
+static struct gw_conn *conn_take(struct gw_daemon *d, bool fresh)
 {
 	struct gw_conn *c = NULL;
+	int err;
 
 	pthread_mutex_lock(&d->lock);
-	if (d->idle) {
+	while (!fresh && d->idle) {
 		c = d->idle;
 		d->idle = c->next;
-	} else if (d->open < d->max) {
-		d->open++;
-		pthread_mutex_unlock(&d->lock);
-		c = conn_new(d->path);
-		if (c)
+		if (conn_alive(c)) {
+			c->reused = true;
+			pthread_mutex_unlock(&d->lock);
 			return c;
-		int err = errno;
-		pthread_mutex_lock(&d->lock);
+		}
 		d->open--;
-		errno = err;
-	} else {
-		errno = EBUSY;
+		conn_close(c);
+		c = NULL;
 	}
+	if (d->open >= d->max) {
+		pthread_mutex_unlock(&d->lock);
+		errno = EBUSY;
+		return NULL;
+	}
+	d->open++;
 	pthread_mutex_unlock(&d->lock);
-	return c;
+	c = conn_new(d->path);
+	if (c)
+		return c;
+	err = errno;
+	pthread_mutex_lock(&d->lock);
+	d->open--;
+	pthread_mutex_unlock(&d->lock);
+	errno = err;
+	return NULL;
 }
 
 void gw_conn_give(struct gw_daemon *d, struct gw_conn *c, bool broken)
@@ -168,7 +194,7 @@ static int roundtrip(struct gw_conn *c, char *why, size_t whycap)
 	return -(int)err;
 }
 
-int gw_fetch_open(struct gw_conn *c, const char *token, size_t len, const char *client,
+static int fetch_open(struct gw_conn *c, const char *token, size_t len, const char *client,
 		  bool preview, bool want_body, struct gw_meta *m, char *why, size_t whycap)
 {
 	const struct proto_field *f;
@@ -206,6 +232,9 @@ int gw_fetch_open(struct gw_conn *c, const char *token, size_t len, const char *
 		m->variant = (unsigned)v;
 	proto_get_u64(&c->m, T_USES, &m->uses);
 	proto_get_u64(&c->m, T_USES_MAX, &m->uses_max);
+	if (proto_get_str(&c->m, T_URL, m->base_url, sizeof(m->base_url)) < 0 ||
+	    (strncmp(m->base_url, "http://", 7) && strncmp(m->base_url, "https://", 8)))
+		m->base_url[0] = '\0';
 	if ((f = proto_get(&c->m, T_DATA))) {
 		if (f->len != m->size)
 			return -EPROTO;
@@ -253,15 +282,73 @@ int gw_fetch_done(struct gw_conn *c, int status, uint64_t bytes, bool complete)
 	return 0;
 }
 
-int gw_daemon_ping(struct gw_daemon *d)
+/* A connection for a request, the second time (@attempt 1) a new one;
+ * NULL with -EBUSY or -ENOTCONN (the connect error in @why) in *@err. */
+static struct gw_conn *take_for(struct gw_daemon *d, int attempt, int *err, char *why,
+				size_t whycap)
 {
-	struct gw_conn *c = gw_conn_take(d);
+	struct gw_conn *c = conn_take(d, attempt > 0);
+
+	if (c)
+		return c;
+	*err = errno == EBUSY ? -EBUSY : -ENOTCONN;
+	if (why)
+		snprintf(why, whycap, "%s", errno == EBUSY ? "every connection to imgvaultd is "
+			 "busy" : strerror(errno));
+	return NULL;
+}
+
+/* Whether a failed first request should be tried again on a new
+ * connection: the pooled one was closed under it, so the daemon decided
+ * nothing. */
+static bool retry(struct gw_daemon *d, struct gw_conn *c, int ret, int attempt)
+{
+	if (ret != -EPROTO || !c->reused || attempt > 0)
+		return false;
+	gw_conn_give(d, c, true);
+	return true;
+}
+
+int gw_fetch_begin(struct gw_daemon *d, const char *token, size_t len, const char *client,
+		   bool preview, bool want_body, struct gw_meta *m, struct gw_conn **out,
+		   char *why, size_t whycap)
+{
+	struct gw_conn *c;
 	int ret;
 
-	if (!c)
-		return -errno;
-	proto_begin(&c->out, P_STATUS);
-	ret = roundtrip(c, NULL, 0);
+	*out = NULL;
+	for (int attempt = 0;; attempt++) {
+		if (!(c = take_for(d, attempt, &ret, why, whycap)))
+			return ret;
+		ret = fetch_open(c, token, len, client, preview, want_body, m, why, whycap);
+		if (!retry(d, c, ret, attempt))
+			break;
+	}
+	if (ret < 0) {
+		gw_conn_give(d, c, ret == -EPROTO);
+		return ret;
+	}
+	*out = c;
+	return 0;
+}
+
+int gw_daemon_ping(struct gw_daemon *d, char *why, size_t whycap)
+{
+	struct gw_conn *c;
+	int ret;
+
+	for (int attempt = 0;; attempt++) {
+		if (!(c = take_for(d, attempt, &ret, why, whycap)))
+			return ret;
+		proto_begin(&c->out, P_STATUS);
+		ret = roundtrip(c, why, whycap);
+		if (ret == 0 && c->m.type != P_OK)
+			ret = -EPROTO;
+		if (!retry(d, c, ret, attempt))
+			break;
+	}
+	if (ret == -EPROTO && why)
+		snprintf(why, whycap, "imgvaultd closed the connection or answered garbage");
 	gw_conn_give(d, c, ret == -EPROTO);
 	return ret;
 }

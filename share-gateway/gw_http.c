@@ -156,24 +156,30 @@ char *gw_preview_page(const char *name, const char *base, const char *token,
 		"<title>%s</title>\n"
 		"<meta property=\"og:type\" content=\"website\">\n"
 		"<meta property=\"og:title\" content=\"%s\">\n"
-		"<meta property=\"og:url\" content=\"%s/v/%s\">\n"
-		"<meta property=\"og:image\" content=\"%s/p/%s\">\n"
+		"%s"
 		"<meta name=\"twitter:card\" content=\"summary_large_image\">\n"
 		"</head><body>\n"
 		"<h1>%s</h1>\n"
 		"<p><img src=\"%s%s\" alt=\"%s\" width=\"800\"></p>\n"
 		"%s%s%s"
 		"</body></html>\n";
-	char ename[1600], ebase[1600];
-	size_t cap = sizeof(fmt) + 6 * sizeof(ename) + 6 * 256;
+	static const char og_fmt[] =
+		"<meta property=\"og:url\" content=\"%s/v/%s\">\n"
+		"<meta property=\"og:image\" content=\"%s/p/%s\">\n";
+	char ename[1600], ebase[1600], og[2 * sizeof(ebase) + 1024] = "";
+	size_t cap = sizeof(fmt) + 4 * sizeof(ename) + sizeof(og) + 6 * 256;
 	char *out = malloc(cap);
 
 	if (!out)
 		return NULL;
 	gw_html_escape(name, ename, sizeof(ename));
-	gw_html_escape(base, ebase, sizeof(ebase));
-	snprintf(out, cap, fmt, ename, ename, ebase, token, ebase, token, ename, img_path,
-		 token, ename, attachment ? "<p><a href=\"/s/" : "", attachment ? token : "",
+	/* Open Graph wants absolute URLs: without a base, no such tags. */
+	if (base) {
+		gw_html_escape(base, ebase, sizeof(ebase));
+		snprintf(og, sizeof(og), og_fmt, ebase, token, ebase, token);
+	}
+	snprintf(out, cap, fmt, ename, ename, og, ename, img_path, token, ename,
+		 attachment ? "<p><a href=\"/s/" : "", attachment ? token : "",
 		 attachment ? "\" download>Download</a></p>\n" : "");
 	return out;
 }

@@ -30,8 +30,9 @@ void gw_disposition(const char *name, bool attachment, char *out, size_t cap);
 void gw_html_escape(const char *s, char *out, size_t cap);
 
 /* The preview page of a link: its name, the picture (@img_path: /s/ or /p/
- * then the token), Open Graph tags with absolute URLs under @base, and a
- * download button for an attachment link.  The caller frees it. */
+ * then the token), Open Graph tags with absolute URLs under @base (none
+ * when @base is NULL), and a download button for an attachment link.  The
+ * caller frees it. */
 char *gw_preview_page(const char *name, const char *base, const char *token,
 		      const char *img_path, bool attachment);
 

@@ -460,6 +460,13 @@ static void test_preview(void)
 	ok(p && !strstr(p, "<&") && !strstr(p, "\"'"), "and escaped");
 	free(p);
 	free(big);
+
+	/* No base known: no absolute URL at all (never one from Host). */
+	p = gw_preview_page("holiday.jpg", NULL, tok, "/s/", false);
+	ok(p && !strstr(p, "og:url") && !strstr(p, "og:image"), "no base: no og:url, og:image");
+	ok(p && strstr(p, "<img src=\"/s/AQID.sig-_x\"") != NULL && !strstr(p, "://"),
+	   "no base: the picture is relative, nothing absolute");
+	free(p);
 }
 
 /* ---- limits ---- */
