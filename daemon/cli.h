@@ -51,7 +51,7 @@ struct cli {
 	int ncidrs;
 	bool download;
 	bool json, quiet, progress;
-	bool full, repair, pristine, yes, no_passphrase;
+	bool full, repair, pristine, yes, no_passphrase, force;
 	bool thumb, stripped, no_thumbs, rebuild;
 	char **args;                  /* positional arguments after the command */
 	int nargs;

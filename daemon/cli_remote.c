@@ -23,6 +23,7 @@
 #include "cli.h"
 #include "prompt.h"
 #include "remote.h"
+#include "rundir.h"
 
 int remote_daemon_socket(const char *store, char *path, size_t cap)
 {
@@ -54,21 +55,37 @@ int remote_daemon_socket(const char *store, char *path, size_t cap)
 	return 0;
 }
 
+/*
+ * Nothing is sent until we know whom we talk to: the socket's directory must
+ * be ours or root's and closed to others, and the listening process must
+ * run as us or as root (SO_PEERCRED), or a passphrase or an image could go
+ * to another user's fake daemon.
+ */
 int remote_connect(struct remote *r, const char *path, struct iverr *e)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	uid_t self = getuid();
+	int ret;
 
+	r->fd = -1;
+	if ((ret = rundir_check_socket(path, self, e)) < 0)
+		return ret;
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
 	r->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (r->fd < 0 || connect(r->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		int err = errno;
-		if (r->fd >= 0)
-			close(r->fd);
-		r->fd = -1;
-		return iverr_set(e, err, "cannot reach imgvaultd at %s: %s; is it running?", path,
-				 strerror(err));
+		ret = iverr_set(e, err, "cannot reach imgvaultd at %s: %s; is it running?", path,
+				strerror(err));
+		goto out_close;
 	}
+	if ((ret = rundir_check_peer(r->fd, path, self, e)) < 0)
+		goto out_close;
 	return 0;
+out_close:
+	if (r->fd >= 0)
+		close(r->fd);
+	r->fd = -1;
+	return ret;
 }
 
 int remote_send(struct remote *r, struct iverr *e)
@@ -350,7 +367,13 @@ static int remote_import_one(struct cli *c, struct remote *r, const char *path,
 	base = base ? base + 1 : path;
 	if (!buf)
 		return iverr_set(e, ENOMEM, "out of memory");
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	/* Never through a symbolic link; the type is checked on the fd read. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW);
+	if (fd < 0 && errno == ELOOP) {
+		ret = iverr_set(e, EPERM, "a symbolic link: import does not follow links; name "
+				"the file it points to");
+		goto out;
+	}
 	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		ret = iverr_set(e, fd < 0 ? errno : EINVAL, "%s", fd < 0 ? strerror(errno)
 				: "not a regular file");

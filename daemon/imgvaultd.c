@@ -39,6 +39,7 @@
 #include "keys.h"
 #include "logline.h"
 #include "prompt.h"
+#include "rundir.h"
 #include "share.h"
 #include "tree.h"
 #include "vault.h"
@@ -221,10 +222,11 @@ static int clean_stale_mount(const struct options *o)
  * user's runtime directory otherwise (the pid keeps two daemons apart).
  * The path is written into the store's lock, where the command line finds
  * it. */
-static int control_path(const struct options *o, char *out, size_t cap)
+static int control_path(const struct options *o, char *out, size_t cap, struct iverr *e)
 {
 	const char *rt = getenv("XDG_RUNTIME_DIR");
 	char dir[200];
+	int ret;
 
 	if (o->control) {
 		snprintf(out, cap, "%s", o->control);
@@ -234,7 +236,8 @@ static int control_path(const struct options *o, char *out, size_t cap)
 		/* One system daemon: a fixed name that users can find without
 		 * reading the (root-only) store. */
 		if (mkdir("/run/imgvault", 0755) < 0 && errno != EEXIST)
-			return -errno;
+			return iverr_set(e, errno, "cannot make /run/imgvault: %s; give the "
+					 "control socket's path with --control", strerror(errno));
 		snprintf(out, cap, "%s", CLI_SYSTEM_CONTROL);
 		return 0;
 	}
@@ -242,8 +245,10 @@ static int control_path(const struct options *o, char *out, size_t cap)
 		snprintf(dir, sizeof(dir), "%s/imgvault", rt);
 	else
 		snprintf(dir, sizeof(dir), "/tmp/imgvault-%u", (unsigned)getuid());
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-		return -errno;
+	/* Anyone can make /tmp/imgvault-UID first: take it only if it is ours
+	 * and private, or the command line's passphrase could go to them. */
+	if ((ret = rundir_private(dir, getuid(), e)) < 0)
+		return ret;
 	snprintf(out, cap, "%s/imgvaultd-%ld.sock", dir, (long)getpid());
 	return 0;
 }
@@ -698,9 +703,8 @@ int main(int argc, char **argv)
 		ret = 1;
 		goto out;
 	}
-	if (control_path(&o, sock, sizeof(sock)) < 0) {
-		logf_(&o, 3, "cannot make a directory for the control socket: %s; give one "
-		      "with --control", strerror(errno));
+	if (control_path(&o, sock, sizeof(sock), &e) < 0) {
+		logf_(&o, 3, "refusing to start: %s", e.msg);
 		ret = 1;
 		goto out;
 	}
