@@ -386,8 +386,13 @@ static int remote_import_one(struct cli *c, struct remote *r, const char *path,
 	while ((n = read(fd, buf, PROTO_DATA_MAX - 16)) > 0) {
 		proto_begin(&r->out, P_DATA);
 		proto_put(&r->out, T_DATA, buf, (size_t)n);
-		if ((ret = remote_send(r, e)) < 0)
+		if ((ret = remote_send(r, e)) < 0) {
+			/* The daemon refused half-way and closed: its ERROR says why. */
+			struct iverr why = { 0 };
+			if (remote_recv(r, &why) < 0 && why.code != EPROTO)
+				ret = iverr_set(e, why.code, "%s", why.msg);
 			goto out;
+		}
 	}
 	proto_begin(&r->out, P_END);
 	if ((ret = remote_send(r, e)) < 0 || (ret = remote_recv(r, e)) < 0)

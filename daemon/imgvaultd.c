@@ -56,6 +56,7 @@ struct options {
 	const char *config;      /* the settings file read (NULL: none) */
 	const char *control;     /* the control socket's path */
 	const char *gateway_user, *keyring;   /* share links */
+	int control_timeout_s;   /* idle and transfer timeout of the control socket */
 };
 
 static const char usage_text[] =
@@ -83,6 +84,9 @@ static const char usage_text[] =
 	"      --keyring PATH           where the public signing keys are published for\n"
 	"                               the gateway (default: signing-keys.pub beside\n"
 	"                               the control socket)\n"
+	"      --control-timeout S      close an idle control connection, and drop an\n"
+	"                               import whose data stops coming, after S\n"
+	"                               seconds (1-3600, default 30)\n"
 	"      --store DIR, --mountpoint DIR   instead of STORE MOUNTPOINT\n"
 	"      --config FILE            settings (default /etc/imgvault/imgvault.conf,\n"
 	"                               read in system mode when it exists); flags\n"
@@ -578,7 +582,7 @@ static int load_settings(int argc, char **argv, struct conf_args *ca, char *path
 
 int main(int argc, char **argv)
 {
-	enum { O_STORE = 256, O_MOUNTPOINT, O_CONFIG, O_CHECK, O_DETACH };
+	enum { O_STORE = 256, O_MOUNTPOINT, O_CONFIG, O_CHECK, O_DETACH, O_CTL_TIMEOUT };
 	static const struct option longopts[] = {
 		{ "system", no_argument, NULL, 'S' },
 		{ "server-key", required_argument, NULL, 'k' },
@@ -591,6 +595,7 @@ int main(int argc, char **argv)
 		{ "control", required_argument, NULL, 'C' },
 		{ "gateway-user", required_argument, NULL, 'g' },
 		{ "keyring", required_argument, NULL, 'K' },
+		{ "control-timeout", required_argument, NULL, O_CTL_TIMEOUT },
 		{ "store", required_argument, NULL, O_STORE },
 		{ "mountpoint", required_argument, NULL, O_MOUNTPOINT },
 		{ "config", required_argument, NULL, O_CONFIG },
@@ -651,6 +656,18 @@ int main(int argc, char **argv)
 			}
 			break;
 		case O_STORE: o.store = optarg; break;
+		case O_CTL_TIMEOUT: {
+			char *end;
+			long secs = strtol(optarg, &end, 10);
+			if (*end || secs < 1 || secs > 3600) {
+				fprintf(stderr, "<3>imgvaultd: --control-timeout takes seconds, 1 to "
+					"3600, not '%s'\n", optarg);
+				ret = 2;
+				goto out;
+			}
+			o.control_timeout_s = (int)secs;
+			break;
+		}
 		case O_MOUNTPOINT: o.mountpoint = optarg; break;
 		case O_CONFIG: break;           /* read before parsing */
 		case O_CHECK: o.check_config = true; break;
@@ -770,6 +787,7 @@ int main(int argc, char **argv)
 			.owner_uid = o.system ? CONTROL_NOBODY : (uint32_t)getuid(),
 			.mountpoint = o.mountpoint, .system = o.system,
 			.max_bytes = vault_limits(v)->max_bytes,
+			.timeout_ms = o.control_timeout_s * 1000,
 		};
 		if ((ret = control_start(sock, &ops, &ctl, &e)) < 0) {
 			logf_(&o, 3, "cannot start the control socket: %s", e.msg);

@@ -17,6 +17,8 @@ import pytest
 
 from conftest import (BUILD, EXIT_OK, add_user, clean_env, is_root, make_store, run_cli,
                       uid_of)
+from gatewaylib import (Link, curl, free_port, gateway, short_dir,  # noqa: F401 (fixture)
+                        start_daemon, stop_daemon)
 
 
 def need_root():
@@ -270,3 +272,174 @@ def test_runtime_dir_made_by_another_user(imgvault, unix_users, shared_dir, imag
         assert r.rc == EXIT_OK, str(r)
     finally:
         subprocess.run(["rm", "-rf", rt])
+
+
+# ---- 3. starving the control socket ----
+
+ATTACK = r"""
+import json, socket, struct, sys, time
+
+def msg(t, *fields):
+    body = b"".join(struct.pack("<BH", tag, len(v)) + v for tag, v in fields)
+    return b"IV\x01" + bytes([t]) + struct.pack("<I", len(body)) + body
+
+def reply(s, timeout):
+    s.settimeout(timeout)
+    try:
+        r = s.recv(1 << 17)
+    except socket.timeout:
+        return "none"
+    except OSError:
+        return "closed"
+    if not r:
+        return "closed"
+    if r[3] == 1:
+        i, out = 8, {}
+        while i < len(r):
+            tag, ln = struct.unpack_from("<BH", r, i)
+            out[tag] = r[i + 3:i + 3 + ln]
+            i += 3 + ln
+        return "error %d" % int.from_bytes(out.get(4, b"\0"), "little")
+    return "type %d" % r[3]
+
+path, mode, count, secs = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+socks, first = [], []
+for _ in range(count):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        s.connect(path)
+    except OSError as e:
+        first.append("connect " + str(e.errno))
+        continue
+    socks.append(s)
+if mode == "idle":
+    # connections kept busy enough never to be idle: a STATUS every second
+    for s in socks:
+        first.append(reply(s, 0.3))
+    live = [s for s, f in zip(socks, first) if f == "none"]
+    print(json.dumps({"live": len(live), "first": first}), flush=True)
+    end = time.time() + secs
+    while time.time() < end:
+        for s in live:
+            try:
+                s.send(msg(3))
+                reply(s, 1)
+            except OSError:
+                pass
+        time.sleep(1)
+elif mode == "novault":
+    s = socks[0]
+    s.send(msg(9, (1, b"default"), (2, b"x.jpg")))
+    print(json.dumps({"reply": reply(s, 5)}), flush=True)
+else:   # stall: start imports of `secs` MiB each, never finish them
+    chunk = b"\xff" * 60000
+    sent = []
+    for s in socks:
+        n = 0
+        try:
+            s.send(msg(9, (1, b"default"), (2, b"x.jpg")))
+            while n < secs * (1 << 20):
+                s.send(msg(8, (13, chunk)))
+                n += len(chunk)
+        except OSError:
+            pass
+        sent.append(n)
+    print(json.dumps({"sent": sent}), flush=True)
+    start, closed = time.time(), []
+    for s in socks:
+        got = reply(s, max(0.1, 30 - (time.time() - start)))
+        while got.startswith("error"):
+            got = reply(s, max(0.1, 30 - (time.time() - start)))
+        closed.append(round(time.time() - start, 1) if got == "closed" else None)
+    print(json.dumps({"closed": closed}), flush=True)
+"""
+
+
+def vm_rss_kib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def attack(user, script, control, mode, count, secs):
+    return subprocess.Popen(["runuser", "-u", user, "--", "/usr/bin/python3", str(script),
+                             str(control), mode, str(count), str(secs)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_control_socket_is_shared_fairly(system_store, unix_users, tmp_path, gateway,
+                                         image_set):
+    need_root()
+    s = system_store
+    mallory, idler = unix_users("mallory"), s.bob          # bob has no vault here
+    add_user(s, s.alice)
+    add_user(s, mallory)
+    r = s.iv("--user", s.alice, "import", image_set["photo.jpg"])
+    assert r.rc == EXIT_OK, str(r)
+    r = s.iv("config", "image.max-bytes=16M")
+    assert r.rc == EXIT_OK, str(r)
+    r = s.iv("config", "share.base-url=http://127.0.0.1:1")
+    gwuser = unix_users("ivgw")
+    sockdir = short_dir()
+    d = start_daemon(s, s.path.parent / "mnt", sockdir / "control.sock", "--gateway-user",
+                     gwuser, "--control-timeout", "3", system=True)
+    s.daemon = d
+    procs = []
+    try:
+        port = free_port()
+        g = gateway(s, port=port, as_user=gwuser)
+        script = sockdir / "attack.py"
+        script.write_text(ATTACK)
+        script.chmod(0o644)
+        # alice is pointed at the daemon by a lock of her own (she cannot read
+        # the system store's), as test_system_mode_gateway_user does
+        pointer = sockdir / "pointer"
+        pointer.mkdir(mode=0o755)
+        (pointer / "lock").write_text(f"imgvaultd control={d.control} (test)\n")
+        (pointer / "lock").chmod(0o644)
+        held = open(pointer / "lock")
+        fcntl.flock(held, fcntl.LOCK_EX)
+        r = run_cli(s.binary, "-s", pointer, "--json", "share", "default/photo.jpg",
+                    as_user=s.alice)
+        assert r.rc == 0, str(r)
+        link = Link(r.json()[0])
+        link_url = g.url(f"/s/{link.token}")
+        assert curl(link_url).status == 200
+
+        # a peer with no vault is refused before it sends a byte of payload
+        p = attack(idler, script, d.control, "novault", 1, 0)
+        out, err = p.communicate(timeout=30)
+        assert json.loads(out)["reply"] == "error 2", out + err
+
+        # 70 busy connections from a user with no vault: capped at their share
+        p = attack(idler, script, d.control, "idle", 70, 20)
+        procs.append(p)
+        first = json.loads(p.stdout.readline())
+        assert first["live"] <= 8, first
+        assert first["first"].count("error 16") >= 60, first     # EBUSY, said so
+        # alice's CLI and a link through the gateway still work meanwhile
+        for _ in range(3):
+            r = run_cli(s.binary, "-s", pointer, "--json", "ls", "default", as_user=s.alice)
+            assert r.rc == EXIT_OK and r.json()[0]["name"] == "photo.jpg", str(r)
+            assert curl(link_url).status == 200
+            time.sleep(1.2)     # past the 3 s idle timeout: the idler is kept alive
+        assert p.poll() is None
+
+        # stalled imports: mallory's uploads cannot grow the daemon past one
+        # image's worth (16 MiB here), and are dropped when the data stops
+        before = vm_rss_kib(d.proc.pid)
+        p = attack(mallory, script, d.control, "stall", 4, 15)
+        procs.append(p)
+        sent = json.loads(p.stdout.readline())["sent"]
+        during = vm_rss_kib(d.proc.pid)
+        assert during - before < 32 * 1024, (before, during, sent)
+        closed = json.loads(p.stdout.readline())["closed"]
+        assert all(t is not None and t < 15 for t in closed), closed
+        r = run_cli(s.binary, "-s", pointer, "--json", "ls", "default", as_user=s.alice)
+        assert r.rc == EXIT_OK, str(r)
+        held.close()
+    finally:
+        for p in procs:
+            p.kill()
+        stop_daemon(d)
