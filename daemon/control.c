@@ -208,11 +208,11 @@ static int allowance(const struct control *c, uint32_t uid, bool *own)
 {
 	*own = true;
 	if (uid == 0)
-		return MAX_PRIVILEGED;
+		return MAX_ROOT;
 	if (c->ops.gateway_uid != CONTROL_NOBODY && uid == c->ops.gateway_uid)
 		return MAX_GATEWAY;
 	if (!c->ops.system && uid == c->ops.owner_uid)
-		return MAX_PRIVILEGED;
+		return MAX_GATEWAY;
 	*own = false;
 	return MAX_PER_UID;
 }

@@ -21,8 +21,9 @@
  * can starve them. */
 #define MAX_CONNECTIONS 64
 #define MAX_PER_UID 8
-#define MAX_GATEWAY 40            /* imgvault-gateway keeps up to 32 */
-#define MAX_PRIVILEGED 16         /* root's; a desktop daemon's owner's */
+#define MAX_GATEWAY 40            /* imgvault-gateway keeps up to 32; also a
+				   * desktop daemon's owner's, who may run it */
+#define MAX_ROOT 48               /* root may run the gateway and the CLI */
 #define MAX_UIDS (MAX_CONNECTIONS + 3)
 #define IDLE_TIMEOUT_MS 30000     /* default of ops.timeout_ms */
 #define TRANSFER_ROUNDS 10        /* an import's deadline: this many timeouts */

@@ -7,9 +7,6 @@ attacker as a real Unix user.
 import fcntl
 import json
 import os
-import socket
-import sqlite3
-import struct
 import subprocess
 import time
 
@@ -211,7 +208,6 @@ def test_runtime_dir_made_by_another_user(imgvault, unix_users, shared_dir, imag
     os.chmod(rt, 0o777)
     os.chown(rt, uid_of(mallory), -1)
     sock = f"{rt}/imgvaultd-1.sock"
-    log = shared_dir / "mallory.log"
     logdir = mallorys_dir(shared_dir / "mal", mallory)
     log = logdir / "got"
     lst = start_listener(mallory, sock, log, 20, logdir)
@@ -379,7 +375,6 @@ def test_control_socket_is_shared_fairly(system_store, unix_users, tmp_path, gat
     assert r.rc == EXIT_OK, str(r)
     r = s.iv("config", "image.max-bytes=16M")
     assert r.rc == EXIT_OK, str(r)
-    r = s.iv("config", "share.base-url=http://127.0.0.1:1")
     gwuser = unix_users("ivgw")
     sockdir = short_dir()
     d = start_daemon(s, s.path.parent / "mnt", sockdir / "control.sock", "--gateway-user",
