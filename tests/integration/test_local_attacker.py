@@ -406,6 +406,15 @@ def test_control_socket_is_shared_fairly(system_store, unix_users, tmp_path, gat
         p = attack(idler, script, d.control, "novault", 1, 0)
         out, err = p.communicate(timeout=30)
         assert json.loads(out)["reply"] == "error 2", out + err
+        # ... and the command line says so for every file (a new connection
+        # after each refusal that closed one)
+        imgs = []
+        for name in ("small.jpg", "icon.gif"):
+            imgs.append(sockdir / name)
+            imgs[-1].write_bytes(image_set[name].read_bytes())
+            imgs[-1].chmod(0o644)
+        r = run_cli(s.binary, "-s", pointer, "import", *imgs, as_user=idler)
+        assert r.rc != EXIT_OK and r.err.count("you have no vault in this store") == 2, str(r)
 
         # 70 busy connections from a user with no vault: capped at their share
         p = attack(idler, script, d.control, "idle", 70, 20)
