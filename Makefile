@@ -46,9 +46,10 @@ PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 FS_SRC    := $(wildcard fs/*.c)
 FS_OBJ    := $(FS_SRC:%.c=$(BUILD)/%.o)
 CLI_SRC   := $(wildcard daemon/cli*.c daemon/progress.c daemon/prompt.c) daemon/proto.c \
+             daemon/rundir.c \
              daemon/conf.c daemon/imgvault.c
 CLI_OBJ   := $(CLI_SRC:%.c=$(BUILD)/%.o)
-DAEMON_OBJ := $(addprefix $(BUILD)/daemon/,imgvaultd.o control.o control_share.o control_fetch.o logline.o proto.o cli.o prompt.o conf.o)
+DAEMON_OBJ := $(addprefix $(BUILD)/daemon/,imgvaultd.o control.o control_share.o control_fetch.o logline.o proto.o cli.o prompt.o conf.o rundir.o)
 GW_SRC    := $(wildcard share-gateway/*.c)
 GW_OBJ    := $(GW_SRC:%.c=$(BUILD)/%.o) $(BUILD)/daemon/proto.o $(BUILD)/daemon/logline.o $(BUILD)/daemon/conf.o
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)

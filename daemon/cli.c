@@ -172,17 +172,46 @@ int cli_session(struct cli *c, struct vault *v, struct vault_session **out, stru
 	return ret;
 }
 
-/* The length of the valid UTF-8 sequence at @p (0 if it is not one). */
-static size_t utf8_sequence(const unsigned char *p, size_t left)
+/* The length of the valid UTF-8 sequence at @p (0 if it is not one: a
+ * stray byte, an overlong form, a surrogate, past U+10FFFF), its code
+ * point in *cp. */
+static size_t utf8_sequence(const unsigned char *p, size_t left, uint32_t *cp)
 {
 	size_t n = p[0] >= 0xc2 && p[0] < 0xe0 ? 2 : p[0] >= 0xe0 && p[0] < 0xf0 ? 3
 		 : p[0] >= 0xf0 && p[0] < 0xf5 ? 4 : 0;
+	uint32_t v;
 
 	if (!n || n > left)
 		return 0;
-	for (size_t k = 1; k < n; k++)
+	v = p[0] & (0x7f >> n);
+	for (size_t k = 1; k < n; k++) {
 		if ((p[k] & 0xc0) != 0x80)
 			return 0;
+		v = v << 6 | (p[k] & 0x3f);
+	}
+	if ((n == 3 && v < 0x800) || (n == 4 && (v < 0x10000 || v > 0x10ffff)) ||
+	    (v >= 0xd800 && v <= 0xdfff))
+		return 0;
+	*cp = v;
+	return n;
+}
+
+/* Code points a terminal acts on, or that reorder or break a line: the C1
+ * controls (U+009B is CSI), line and paragraph separators, bidi controls. */
+static bool unsafe_code_point(uint32_t cp)
+{
+	return (cp >= 0x80 && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 ||
+	       (cp >= 0x200e && cp <= 0x200f) || (cp >= 0x202a && cp <= 0x202e) ||
+	       (cp >= 0x2066 && cp <= 0x2069) || cp == 0x061c;
+}
+
+/* A valid sequence of @n bytes: as it is, or escaped when unsafe; -> @n. */
+static size_t put_code_point(FILE *f, const unsigned char *p, size_t n, uint32_t cp)
+{
+	if (unsafe_code_point(cp))
+		fprintf(f, "\\u%04x", (unsigned)cp);
+	else
+		fwrite(p, 1, n, f);
 	return n;
 }
 
@@ -192,6 +221,9 @@ void cli_print_name(FILE *f, const char *name, size_t len)
 
 	for (size_t i = 0; i < len; i++) {
 		unsigned char ch = p[i];
+		uint32_t cp = 0;
+		size_t n;
+
 		if (ch == '\\')
 			fputs("\\\\", f);
 		else if (ch == '\n')
@@ -202,16 +234,10 @@ void cli_print_name(FILE *f, const char *name, size_t len)
 			fprintf(f, "\\x%02x", ch);
 		else if (ch < 0x80)
 			fputc(ch, f);
-		else {
-			/* Pass valid UTF-8 sequences through, escape stray bytes. */
-			size_t n = utf8_sequence(p + i, len - i);
-			if (n) {
-				fwrite(p + i, 1, n, f);
-				i += n - 1;
-			} else {
-				fprintf(f, "\\x%02x", ch);
-			}
-		}
+		else if (!(n = utf8_sequence(p + i, len - i, &cp)))
+			fprintf(f, "\\x%02x", ch);   /* not UTF-8: the byte, escaped */
+		else
+			i += put_code_point(f, p + i, n, cp) - 1;
 	}
 }
 
@@ -222,6 +248,9 @@ void cli_json_string(FILE *f, const char *s, size_t len)
 	fputc('"', f);
 	for (size_t i = 0; i < len; i++) {
 		unsigned char ch = p[i];
+		uint32_t cp = 0;
+		size_t n;
+
 		if (ch == '"' || ch == '\\')
 			fprintf(f, "\\%c", ch);
 		else if (ch == '\n')
@@ -230,15 +259,10 @@ void cli_json_string(FILE *f, const char *s, size_t len)
 			fprintf(f, "\\u%04x", ch);
 		else if (ch < 0x80)
 			fputc(ch, f);
-		else {
-			size_t n = utf8_sequence(p + i, len - i);
-			if (n) {
-				fwrite(p + i, 1, n, f);
-				i += n - 1;
-			} else {
-				fprintf(f, "\\udc%02x", ch);
-			}
-		}
+		else if (!(n = utf8_sequence(p + i, len - i, &cp)))
+			fprintf(f, "\\udc%02x", ch);
+		else
+			i += put_code_point(f, p + i, n, cp) - 1;
 	}
 	fputc('"', f);
 }

@@ -51,7 +51,7 @@ struct cli {
 	int ncidrs;
 	bool download;
 	bool json, quiet, progress;
-	bool full, repair, pristine, yes, no_passphrase;
+	bool full, repair, pristine, yes, no_passphrase, force;
 	bool thumb, stripped, no_thumbs, rebuild;
 	char **args;                  /* positional arguments after the command */
 	int nargs;
@@ -96,11 +96,14 @@ int cli_session(struct cli *c, struct vault *v, struct vault_session **out, stru
 /* The kdf cost of --kdf (or the default). */
 int cli_kdf_cost(const struct cli *c, struct keys_kdf_cost *out, struct iverr *e);
 
-/* Writes @name for a person: control characters, backslashes and bytes that
- * are not UTF-8 as escapes (\n, \\, \xff). */
+/* Writes @name (any text from the store or a peer) for a person: control
+ * characters, backslashes and bytes that are not UTF-8 as escapes (\n, \\,
+ * \xff), and so are C1 controls, line separators and bidi controls (\u009b):
+ * nothing printed can move the cursor, start a line or reorder one. */
 void cli_print_name(FILE *f, const char *name, size_t len);
 /* Writes @s as a JSON string; bytes that are not UTF-8 become \udcXX (the
- * "surrogateescape" convention, so the exact bytes can be recovered). */
+ * "surrogateescape" convention, so the exact bytes can be recovered); the
+ * code points cli_print_name escapes are \uXXXX escapes here too. */
 void cli_json_string(FILE *f, const char *s, size_t len);
 
 /* Splits "album/name" (album may be omitted: "default"). */

@@ -23,8 +23,20 @@
 #define IMPORT_MAX ((uint64_t)256 << 20)
 #define IO_CHUNK (1 << 20)
 
+/*
+ * What import reads is opened without following a symbolic link anywhere
+ * below what the caller named: each file through its directory's fd, with
+ * O_NOFOLLOW, and checked (fstat) on the fd it is read from.  A file swapped
+ * for a link between listing and reading is refused, never followed (root's
+ * import must not be turned against root).
+ */
+#define WALK_DEPTH_MAX 64
+#define OPEN_FLAGS (O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW)
+
 struct import_file {
-	char *path;
+	char *path;      /* for messages; below a directory: its top's path + rel */
+	int top;         /* index in import_list.tops, or -1: @path itself */
+	size_t rel;      /* where the part below the top starts in @path */
 	uint64_t size;
 };
 
@@ -32,9 +44,12 @@ struct import_list {
 	struct import_file *v;
 	size_t n, cap;
 	uint64_t bytes;
+	int *tops;       /* directories named on the command line, open */
+	size_t n_tops;
 };
 
-static int list_add(struct import_list *l, const char *path, uint64_t size)
+static int list_add(struct import_list *l, const char *path, int top, size_t rel,
+		    uint64_t size)
 {
 	if (l->n == l->cap) {
 		size_t cap = l->cap ? 2 * l->cap : 64;
@@ -46,6 +61,8 @@ static int list_add(struct import_list *l, const char *path, uint64_t size)
 	}
 	if (!(l->v[l->n].path = strdup(path)))
 		return -ENOMEM;
+	l->v[l->n].top = top;
+	l->v[l->n].rel = rel;
 	l->v[l->n++].size = size;
 	l->bytes += size;
 	return 0;
@@ -56,6 +73,9 @@ static void list_free(struct import_list *l)
 	for (size_t i = 0; i < l->n; i++)
 		free(l->v[i].path);
 	free(l->v);
+	for (size_t i = 0; i < l->n_tops; i++)
+		close(l->tops[i]);
+	free(l->tops);
 }
 
 static int by_name(const void *a, const void *b)
@@ -63,53 +83,84 @@ static int by_name(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Adds every regular file below @dir, in name order; symbolic links inside
- * directories are skipped, as cp -r would copy the link, not an image. */
-static int walk(const struct cli *c, const char *dir, struct import_list *l, size_t *refused)
+static void skipped(const struct cli *c, const char *path, const char *why, size_t *refused)
 {
-	char **names = NULL, path[4096];
+	fprintf(stderr, "%s: skipped %s: %s\n", c->prog, path, why);
+	(*refused)++;
+}
+
+/* The names in @dp but . and .., sorted; the caller frees them. */
+static int read_names(DIR *dp, char ***out, size_t *count)
+{
+	char **names = NULL;
 	size_t n = 0, cap = 0;
 	struct dirent *d;
-	struct stat st;
-	int ret = 0;
-	DIR *dp = opendir(dir);
 
-	if (!dp) {
-		fprintf(stderr, "%s: skipped %s: %s\n", c->prog, dir, strerror(errno));
-		(*refused)++;
-		return 0;
-	}
 	while ((d = readdir(dp))) {
 		if (!strcmp(d->d_name, ".") || !strcmp(d->d_name, ".."))
 			continue;
 		if (n == cap) {
 			char **p = realloc(names, (cap = cap ? 2 * cap : 64) * sizeof(*p));
-			if (!p) {
-				ret = -ENOMEM;
-				goto out;
-			}
+			if (!p)
+				goto fail;
 			names = p;
 		}
-		if (!(names[n] = strdup(d->d_name))) {
-			ret = -ENOMEM;
-			goto out;
-		}
+		if (!(names[n] = strdup(d->d_name)))
+			goto fail;
 		n++;
 	}
 	qsort(names, n, sizeof(*names), by_name);
+	*out = names;
+	*count = n;
+	return 0;
+fail:
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	return -ENOMEM;
+}
+
+/* Adds every regular file below the directory @fd (which it closes), in name
+ * order; symbolic links are skipped, as cp -r would copy the link, not an
+ * image. */
+static int walk(const struct cli *c, int fd, const char *dir, int top, size_t rel,
+		int depth, struct import_list *l, size_t *refused)
+{
+	char **names = NULL, path[4096];
+	size_t n = 0;
+	struct stat st;
+	int ret;
+	DIR *dp = fdopendir(fd);
+
+	if (!dp) {
+		close(fd);
+		skipped(c, dir, strerror(errno), refused);
+		return 0;
+	}
+	if ((ret = read_names(dp, &names, &n)) < 0)
+		goto out;
 	for (size_t i = 0; ret >= 0 && i < n; i++) {
-		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
-		if (lstat(path, &st) < 0)
+		if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, names[i]) >= sizeof(path)) {
+			skipped(c, path, "the path is too long", refused);
 			continue;
-		if (S_ISDIR(st.st_mode)) {
-			ret = walk(c, path, l, refused);
+		}
+		if (fstatat(dirfd(dp), names[i], &st, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		if (S_ISDIR(st.st_mode) && depth >= WALK_DEPTH_MAX) {
+			skipped(c, path, "directories nested too deep", refused);
+		} else if (S_ISDIR(st.st_mode)) {
+			int sub = openat(dirfd(dp), names[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+					 O_CLOEXEC);
+			if (sub < 0)
+				skipped(c, path, strerror(errno), refused);
+			else
+				ret = walk(c, sub, path, top, rel, depth + 1, l, refused);
 		} else if (S_ISREG(st.st_mode)) {
-			ret = list_add(l, path, (uint64_t)st.st_size);
+			ret = list_add(l, path, top, rel, (uint64_t)st.st_size);
 		} else {
 			/* FIFOs, devices, symbolic links: not images (cp -r would copy a
 			 * link as a link). */
-			fprintf(stderr, "%s: skipped %s: not a regular file\n", c->prog, path);
-			(*refused)++;
+			skipped(c, path, "not a regular file", refused);
 		}
 	}
 out:
@@ -120,15 +171,85 @@ out:
 	return ret;
 }
 
-/* Reads a whole file; the caller owns *out. */
-static int read_file(const char *path, uint8_t **out, size_t *len, struct iverr *e)
+/* Lists what the command line names: a regular file, or a directory to
+ * walk; a symbolic link is refused (name what it points to). */
+static int list_arg(const struct cli *c, const char *arg, struct import_list *l,
+		    size_t *refused)
+{
+	struct stat st;
+	int *tops, fd = open(arg, OPEN_FLAGS);
+
+	if (fd < 0 && errno == ELOOP) {
+		skipped(c, arg, "a symbolic link: import does not follow links; name the file "
+			"it points to", refused);
+		return 0;
+	}
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		skipped(c, arg, strerror(errno), refused);
+		if (fd >= 0)
+			close(fd);
+		return 0;
+	}
+	if (S_ISREG(st.st_mode)) {
+		close(fd);
+		return list_add(l, arg, -1, 0, (uint64_t)st.st_size);
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		/* A FIFO or a device would block, or never end: not an image. */
+		close(fd);
+		skipped(c, arg, "not a regular file", refused);
+		return 0;
+	}
+	if (!(tops = realloc(l->tops, (l->n_tops + 1) * sizeof(*tops))) ||
+	    (tops[l->n_tops] = dup(fd)) < 0) {
+		if (tops)
+			l->tops = tops;
+		close(fd);
+		return -ENOMEM;
+	}
+	l->tops = tops;
+	l->n_tops++;
+	return walk(c, fd, arg, (int)l->n_tops - 1, strlen(arg) + 1, 1, l, refused);
+}
+
+/* Opens @f for reading without following a link on the way: its path below
+ * its top directory, one component at a time. */
+static int open_listed(const struct import_list *l, const struct import_file *f)
+{
+	char part[4096], *save = NULL, *next;
+	int dir, fd;
+
+	if (f->top < 0)
+		return open(f->path, OPEN_FLAGS);
+	snprintf(part, sizeof(part), "%s", f->path + f->rel);
+	dir = l->tops[f->top];
+	for (char *p = strtok_r(part, "/", &save); p; p = next) {
+		next = strtok_r(NULL, "/", &save);
+		fd = openat(dir, p, next ? O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
+			    : OPEN_FLAGS);
+		if (dir != l->tops[f->top])
+			close(dir);
+		if (fd < 0 || !next)
+			return fd;
+		dir = fd;
+	}
+	errno = ENOENT;
+	return -1;
+}
+
+/* Reads a whole listed file; the caller owns *out. */
+static int read_file(const struct import_list *l, const struct import_file *f, uint8_t **out,
+		     size_t *len, struct iverr *e)
 {
 	struct stat st;
 	uint8_t *buf = NULL;
 	size_t done = 0;
-	int ret = 0, fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	int ret = 0, fd = open_listed(l, f);
 
 	*out = NULL;
+	if (fd < 0 && (errno == ELOOP || errno == ENOTDIR))
+		return iverr_set(e, EPERM, "it (or a directory on the way) became a symbolic "
+				 "link: import does not follow links");
 	if (fd < 0)
 		return iverr_set(e, errno, "%s", strerror(errno));
 	if (fstat(fd, &st) < 0) {
@@ -244,7 +365,7 @@ static void *import_worker(void *arg)
 		if (sret < 0) {
 			r.ret = sret;
 			r.err = serr;
-		} else if ((r.ret = read_file(p->files->v[i].path, &data, &len, &r.err)) == 0) {
+		} else if ((r.ret = read_file(p->files, &p->files->v[i], &data, &len, &r.err)) == 0) {
 			r.ret = vault_stage(p->s, sniffer, data, len, &r.st, &r.err);
 			free(data);
 		}
@@ -273,25 +394,12 @@ int cmd_import(struct cli *c)
 	uint64_t done_bytes = 0;
 	size_t imported = 0, refused = 0, i = 0;
 	int64_t album_id;
-	struct stat st;
 	int ret = 0;
 
 	if (c->nargs < 1)
 		return cli_usage(c, "usage: imgvault import [--album ALBUM] PATH...");
-	for (int a = 0; a < c->nargs && ret >= 0; a++) {
-		if (stat(c->args[a], &st) < 0) {
-			fprintf(stderr, "%s: skipped %s: %s\n", c->prog, c->args[a], strerror(errno));
-			refused++;
-		} else if (S_ISDIR(st.st_mode)) {
-			ret = walk(c, c->args[a], &files, &refused);
-		} else if (S_ISREG(st.st_mode)) {
-			ret = list_add(&files, c->args[a], (uint64_t)st.st_size);
-		} else {
-			/* A FIFO or a device would block, or never end: not an image. */
-			fprintf(stderr, "%s: skipped %s: not a regular file\n", c->prog, c->args[a]);
-			refused++;
-		}
-	}
+	for (int a = 0; a < c->nargs && ret >= 0; a++)
+		ret = list_arg(c, c->args[a], &files, &refused);
 	if (ret < 0) {
 		ret = iverr_set(&e, ENOMEM, "out of memory listing the files");
 		goto out;
@@ -495,12 +603,58 @@ struct export_ctx {
 	struct iverr *e;
 };
 
+#define CREATE_FLAGS (O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC)
+
+/*
+ * Creates the file @name of an export in x->dirfd: always a new file, never
+ * through a symbolic link, never one that was there (root's export into a
+ * directory a user can write must not be turned against root).  With
+ * --force, a new temporary file (its name in @tmp) that the caller renames
+ * over @name once written; otherwise @tmp is "".  -> an fd or -errno.
+ */
+static int create_out(struct export_ctx *x, const char *name, char *tmp, size_t cap,
+		      struct iverr *e)
+{
+	uint8_t rnd[8];
+	char hex[17];
+	int fd = -1;
+
+	tmp[0] = '\0';
+	if (!x->c->force) {
+		fd = openat(x->dirfd, name, CREATE_FLAGS, 0600);
+		if (fd < 0 && errno == EEXIST)
+			return iverr_set(e, EEXIST, "it exists already (a file, a directory or a "
+					 "symbolic link) and export never overwrites: remove it, "
+					 "export into an empty directory, or give --force to replace "
+					 "it");
+		if (fd < 0)
+			return iverr_set(e, errno, "cannot create it: %s", strerror(errno));
+		return fd;
+	}
+	for (int i = 0; i < 8 && fd < 0; i++) {
+		randombytes_buf(rnd, sizeof(rnd));
+		hex_encode(rnd, sizeof(rnd), hex);
+		snprintf(tmp, cap, ".imgvault-export-%s.tmp", hex);
+		fd = openat(x->dirfd, tmp, CREATE_FLAGS, 0600);
+		if (fd < 0 && errno != EEXIST)
+			break;
+	}
+	if (fd < 0) {
+		int err = errno;
+		tmp[0] = '\0';
+		return iverr_set(e, err, "cannot create a temporary file beside it: %s",
+				 strerror(err));
+	}
+	return fd;
+}
+
 static int export_image(const struct vault_image *im, void *arg)
 {
 	struct export_ctx *x = arg;
 	struct vault_file *f = NULL;
 	struct iverr err = { 0 };
 	struct timespec times[2];
+	char tmp[64];
 	int fd, ret;
 
 	if (x->counting) {
@@ -513,21 +667,20 @@ static int export_image(const struct vault_image *im, void *arg)
 	progress_update(&x->bar, x->items, x->items_total, x->bytes, x->bytes_total);
 	ret = vault_file_open(x->s, im->id, x->c->pristine ? VAULT_PRISTINE : VAULT_ORIGINAL,
 			      &f, &err);
-	if (ret == 0) {
-		fd = openat(x->dirfd, im->name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
-			    0600);
-		if (fd < 0) {
-			ret = iverr_set(&err, errno, "cannot create it: %s", strerror(errno));
-		} else {
-			ret = copy_out(f, fd, &err);
-			times[0].tv_sec = times[1].tv_sec = im->mtime;
-			times[0].tv_nsec = times[1].tv_nsec = 0;
-			futimens(fd, times);
-			if (close(fd) < 0 && ret == 0)
-				ret = iverr_set(&err, errno, "cannot write it: %s", strerror(errno));
-			if (ret < 0)
-				unlinkat(x->dirfd, im->name, 0);   /* never leave wrong bytes */
-		}
+	if (ret == 0 && (fd = create_out(x, im->name, tmp, sizeof(tmp), &err)) < 0)
+		ret = fd;
+	else if (ret == 0) {
+		ret = copy_out(f, fd, &err);
+		times[0].tv_sec = times[1].tv_sec = im->mtime;
+		times[0].tv_nsec = times[1].tv_nsec = 0;
+		futimens(fd, times);
+		if (close(fd) < 0 && ret == 0)
+			ret = iverr_set(&err, errno, "cannot write it: %s", strerror(errno));
+		if (ret == 0 && tmp[0] && renameat(x->dirfd, tmp, x->dirfd, im->name) < 0)
+			ret = iverr_set(&err, errno, "cannot replace it: %s", strerror(errno));
+		/* Never leave wrong bytes; only a file this export created goes. */
+		if (ret < 0)
+			unlinkat(x->dirfd, tmp[0] ? tmp : im->name, 0);
 	}
 	vault_file_close(f);
 	if (ret == -IV_EDAMAGE) {
@@ -565,10 +718,16 @@ static int export_album(int64_t id, const char *name, size_t len, void *arg)
 	snprintf(dname, sizeof(dname), "%.*s", (int)len, name);
 	if (mkdirat(parent, dname, 0700) < 0 && errno != EEXIST)
 		return iverr_set(x->e, errno, "cannot create %s: %s", dname, strerror(errno));
-	x->dirfd = openat(parent, dname, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	/* Never a symbolic link below DEST: it could point anywhere. */
+	x->dirfd = openat(parent, dname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (x->dirfd < 0) {
+		int err = errno;
 		x->dirfd = parent;
-		return iverr_set(x->e, errno, "cannot open %s: %s", dname, strerror(errno));
+		if (err == ELOOP || err == ENOTDIR)
+			return iverr_set(x->e, err, "%s in the destination is not a directory (a "
+					 "symbolic link?) and export never follows links: remove "
+					 "it or export into an empty directory", dname);
+		return iverr_set(x->e, err, "cannot open %s: %s", dname, strerror(err));
 	}
 	x->album = name;
 	x->album_len = len;
@@ -591,7 +750,10 @@ int cmd_export(struct cli *c)
 		return cli_usage(c, "usage: imgvault export [--album ALBUM] DEST");
 	if (mkdir(c->args[0], 0700) < 0 && errno != EEXIST)
 		return cli_fail(c, -errno, "export: cannot create %s: %s", c->args[0], strerror(errno));
-	x.dirfd = open(c->args[0], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	x.dirfd = open(c->args[0], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (x.dirfd < 0 && (errno == ELOOP || errno == ENOTDIR))
+		return cli_fail(c, -errno, "export: %s is not a directory (a symbolic link?): "
+				"give the directory itself", c->args[0]);
 	if (x.dirfd < 0)
 		return cli_fail(c, -errno, "export: cannot open %s: %s", c->args[0], strerror(errno));
 	if ((ret = cli_open_store(c, &v, &e)) < 0 || (ret = cli_session(c, v, &s, &e)) < 0)

@@ -230,6 +230,17 @@ struct audit_ctx {
 	int64_t from;       /* first seq to print */
 };
 
+/* @text escaped, padded to @width bytes, and a space. */
+static void print_field(const char *text, int width)
+{
+	size_t len = strlen(text);
+
+	cli_print_name(stdout, text, len);
+	for (size_t i = len; i < (size_t)width; i++)
+		putchar(' ');
+	putchar(' ');
+}
+
 static int print_entry(const struct catalog_audit *a, void *arg)
 {
 	struct audit_ctx *x = arg;
@@ -258,8 +269,17 @@ static int print_entry(const struct catalog_audit *a, void *arg)
 		cli_user_name((uid_t)a->subject, subject, sizeof(subject));
 	else
 		strcpy(subject, "-");
-	printf("%6" PRId64 " %sZ %-10s %-10s %-10s %-9s %s %s\n", a->seq, when, actor, subject,
-	       a->action, a->result, a->object[0] ? a->object : "-", a->detail);
+	/* Every text field may hold what a peer sent (a client address, a
+	 * partner's name): escaped, so no entry can fake another or drive the
+	 * terminal (cli_print_name). */
+	printf("%6" PRId64 " %sZ ", a->seq, when);
+	print_field(actor, 10);
+	print_field(subject, 10);
+	print_field(a->action, 10);
+	print_field(a->result, 9);
+	print_field(a->object[0] ? a->object : "-", 0);
+	cli_print_name(stdout, a->detail, strnlen(a->detail, sizeof(a->detail)));
+	putchar('\n');
 	return 0;
 }
 

@@ -23,6 +23,7 @@
 #include "cli.h"
 #include "prompt.h"
 #include "remote.h"
+#include "rundir.h"
 
 int remote_daemon_socket(const char *store, char *path, size_t cap)
 {
@@ -54,21 +55,38 @@ int remote_daemon_socket(const char *store, char *path, size_t cap)
 	return 0;
 }
 
+/*
+ * Nothing is sent until we know whom we talk to: the socket's directory must
+ * be ours or root's and closed to others, and the listening process must
+ * run as us or as root (SO_PEERCRED), or a passphrase or an image could go
+ * to another user's fake daemon.
+ */
 int remote_connect(struct remote *r, const char *path, struct iverr *e)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	uid_t self = getuid();
+	int ret;
 
+	r->fd = -1;
+	snprintf(r->path, sizeof(r->path), "%s", path);
+	if ((ret = rundir_check_socket(path, self, e)) < 0)
+		return ret;
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
 	r->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (r->fd < 0 || connect(r->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		int err = errno;
-		if (r->fd >= 0)
-			close(r->fd);
-		r->fd = -1;
-		return iverr_set(e, err, "cannot reach imgvaultd at %s: %s; is it running?", path,
-				 strerror(err));
+		ret = iverr_set(e, err, "cannot reach imgvaultd at %s: %s; is it running?", path,
+				strerror(err));
+		goto out_close;
 	}
+	if ((ret = rundir_check_peer(r->fd, path, self, e)) < 0)
+		goto out_close;
 	return 0;
+out_close:
+	if (r->fd >= 0)
+		close(r->fd);
+	r->fd = -1;
+	return ret;
 }
 
 int remote_send(struct remote *r, struct iverr *e)
@@ -85,6 +103,11 @@ int remote_recv(struct remote *r, struct iverr *e)
 	ssize_t n = recv(r->fd, r->in, sizeof(r->in), 0);
 	char msg[512];
 	uint64_t err;
+
+	/* A daemon that refused an import and closed without reading the rest
+	 * makes the first recv say ECONNRESET; its ERROR is still queued. */
+	if (n < 0 && errno == ECONNRESET)
+		n = recv(r->fd, r->in, sizeof(r->in), 0);
 
 	if (n <= 0 || proto_parse(r->in, (size_t)n, &r->m) < 0)
 		return iverr_set(e, EPROTO, "imgvaultd sent no valid answer");
@@ -338,6 +361,18 @@ static int remote_cat(struct cli *c, struct remote *r, struct iverr *e)
 	return ret;
 }
 
+/* Sends a message of an upload.  A daemon that refused it half-way (no
+ * vault, locked, too big, busy) closed the connection: its ERROR says why. */
+static int send_upload(struct remote *r, struct iverr *e)
+{
+	struct iverr why = { 0 };
+	int ret = remote_send(r, e);
+
+	if (ret < 0 && remote_recv(r, &why) < 0 && why.code != EPROTO)
+		ret = iverr_set(e, why.code, "%s", why.msg);
+	return ret;
+}
+
 static int remote_import_one(struct cli *c, struct remote *r, const char *path,
 			     const char *album, struct iverr *e)
 {
@@ -350,7 +385,13 @@ static int remote_import_one(struct cli *c, struct remote *r, const char *path,
 	base = base ? base + 1 : path;
 	if (!buf)
 		return iverr_set(e, ENOMEM, "out of memory");
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	/* Never through a symbolic link; the type is checked on the fd read. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW);
+	if (fd < 0 && errno == ELOOP) {
+		ret = iverr_set(e, EPERM, "a symbolic link: import does not follow links; name "
+				"the file it points to");
+		goto out;
+	}
 	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		ret = iverr_set(e, fd < 0 ? errno : EINVAL, "%s", fd < 0 ? strerror(errno)
 				: "not a regular file");
@@ -363,11 +404,11 @@ static int remote_import_one(struct cli *c, struct remote *r, const char *path,
 	while ((n = read(fd, buf, PROTO_DATA_MAX - 16)) > 0) {
 		proto_begin(&r->out, P_DATA);
 		proto_put(&r->out, T_DATA, buf, (size_t)n);
-		if ((ret = remote_send(r, e)) < 0)
+		if ((ret = send_upload(r, e)) < 0)
 			goto out;
 	}
 	proto_begin(&r->out, P_END);
-	if ((ret = remote_send(r, e)) < 0 || (ret = remote_recv(r, e)) < 0)
+	if ((ret = send_upload(r, e)) < 0 || (ret = remote_recv(r, e)) < 0)
 		goto out;
 	if (!c->quiet && !c->json)
 		printf("imported %s as %s/%s\n", path, album, base);
@@ -378,6 +419,13 @@ out:
 		close(fd);
 	free(buf);
 	return ret;
+}
+
+static bool closed_by_daemon(struct remote *r)
+{
+	char b;
+
+	return recv(r->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
 }
 
 static int remote_import(struct cli *c, struct remote *r, struct iverr *e)
@@ -393,6 +441,14 @@ static int remote_import(struct cli *c, struct remote *r, struct iverr *e)
 		if (ret < 0) {
 			fprintf(stderr, "%s: skipped %s: %s\n", c->prog, c->args[i], err.msg);
 			refused++;
+			/* A refusal half-way closes the connection: open another. */
+			if (closed_by_daemon(r) && i + 1 < c->nargs) {
+				char path[sizeof(r->path)];
+				snprintf(path, sizeof(path), "%s", r->path);
+				close(r->fd);
+				if (remote_connect(r, path, &err) < 0)
+					return iverr_set(e, err.code, "%s", err.msg);
+			}
 		} else {
 			imported++;
 		}

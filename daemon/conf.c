@@ -48,7 +48,7 @@ static const struct conf_key imgvaultd_keys[] = {
 	{ "control", T_PATH, 0, 0, false },
 	{ "gateway-user", T_NAME, 0, 0, false },
 	{ "keyring", T_PATH, 0, 0, false },
-	{ "control-idle-timeout", T_SECONDS, 1, 3600, false },
+	{ "control-timeout", T_SECONDS, 1, 3600, false },
 	{ "log-json", T_BOOL, 0, 0, false },
 	{ NULL, T_BOOL, 0, 0, false },
 };

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -17,6 +18,9 @@
 #include "image.h"
 #include "control_i.h"
 #include "proto.h"
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 static bool stopping(struct control *c)
 {
@@ -182,22 +186,180 @@ static int do_pending(struct vault_session *s, void *arg)
 	return vault_thumb_pending_count(s, &r->pending, NULL);
 }
 
-/* Receives the DATA messages of an import, up to END. */
-static int recv_data(struct conn *k, uint8_t **buf, size_t *len, uint64_t max)
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int timeout_ms(const struct control *c)
+{
+	return c->ops.timeout_ms > 0 ? c->ops.timeout_ms : IDLE_TIMEOUT_MS;
+}
+
+/* ---- each uid's share of the socket ---- */
+
+/* How many connections @uid may hold, and whether from an allowance of its
+ * own (root, the gateway, a desktop daemon's owner) or from the pool that
+ * ordinary users share. */
+static int allowance(const struct control *c, uint32_t uid, bool *own)
+{
+	*own = true;
+	if (uid == 0)
+		return MAX_ROOT;
+	if (c->ops.gateway_uid != CONTROL_NOBODY && uid == c->ops.gateway_uid)
+		return MAX_GATEWAY;
+	if (!c->ops.system && uid == c->ops.owner_uid)
+		return MAX_GATEWAY;
+	*own = false;
+	return MAX_PER_UID;
+}
+
+/* Under c->lock: @uid's slot, or with @add a free one for it. */
+static struct uid_share *share_of(struct control *c, uint32_t uid, bool add)
+{
+	struct uid_share *free_slot = NULL;
+
+	for (size_t i = 0; i < MAX_UIDS; i++) {
+		if (c->shares[i].conns && c->shares[i].uid == uid)
+			return &c->shares[i];
+		if (!c->shares[i].conns && !free_slot)
+			free_slot = &c->shares[i];
+	}
+	if (!add || !free_slot)
+		return NULL;
+	*free_slot = (struct uid_share){ .uid = uid };
+	return free_slot;
+}
+
+/* Counts a new connection of @uid in; false when its share is spent. */
+static bool admit(struct control *c, uint32_t uid)
+{
+	bool own, ok = false;
+	int cap = allowance(c, uid, &own);
+	struct uid_share *sh;
+
+	pthread_mutex_lock(&c->lock);
+	sh = share_of(c, uid, true);
+	if (sh && sh->conns < cap && (own || c->others < MAX_CONNECTIONS)) {
+		sh->conns++;
+		c->others += !own;
+		c->connections++;
+		ok = true;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return ok;
+}
+
+static void release(struct control *c, uint32_t uid)
+{
+	bool own;
+	struct uid_share *sh;
+
+	allowance(c, uid, &own);
+	pthread_mutex_lock(&c->lock);
+	if ((sh = share_of(c, uid, false)))
+		sh->conns--;
+	c->others -= !own;
+	c->connections--;
+	pthread_cond_broadcast(&c->idle);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* Takes @n bytes of import buffer for @k's uid from the daemon's budget:
+ * one uid holds at most the store's image size limit, everyone together
+ * at most the budget.  -EBUSY when either is spent. */
+static int upload_take(struct conn *k, uint64_t n, struct iverr *e)
+{
+	struct control *c = k->c;
+	uint64_t budget = c->ops.upload_budget ? c->ops.upload_budget : UPLOAD_BUDGET;
+	struct uid_share *sh;
+	int ret = 0;
+
+	pthread_mutex_lock(&c->lock);
+	sh = share_of(c, k->uid, false);
+	if (!sh || sh->upload + n > c->ops.max_bytes)
+		ret = iverr_set(e, EBUSY, "your imports in flight already hold %llu of the %llu "
+				"bytes one user may upload at once; import one file at a time",
+				(unsigned long long)(sh ? sh->upload : 0),
+				(unsigned long long)c->ops.max_bytes);
+	else if (c->upload + n > budget)
+		ret = iverr_set(e, EBUSY, "imgvaultd is receiving too many imports at once; try "
+				"again shortly");
+	if (ret == 0) {
+		sh->upload += n;
+		c->upload += n;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
+
+static void upload_give(struct conn *k, uint64_t n)
+{
+	struct control *c = k->c;
+	struct uid_share *sh;
+
+	if (!n)
+		return;
+	pthread_mutex_lock(&c->lock);
+	if ((sh = share_of(c, k->uid, false)))
+		sh->upload -= n;
+	c->upload -= n;
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* Waits for the next message of a transfer: -ETIMEDOUT when none comes
+ * within the timeout, or past @deadline, or the daemon stops. */
+static int wait_message(struct conn *k, int64_t deadline, struct iverr *e)
+{
+	struct pollfd p = { .fd = k->fd, .events = POLLIN };
+	int64_t until = now_ms() + timeout_ms(k->c);
+
+	if (until > deadline)
+		until = deadline;
+	for (;;) {
+		int64_t left = until - now_ms();
+		int r;
+
+		if (left <= 0 || stopping(k->c))
+			return iverr_set(e, ETIMEDOUT, "the import stalled: no data for %d ms",
+					 timeout_ms(k->c));
+		r = poll(&p, 1, left < STOP_POLL_MS ? (int)left : STOP_POLL_MS);
+		if (r > 0)
+			return 0;
+		if (r < 0 && errno != EINTR)
+			return iverr_set(e, EPROTO, "poll: %s", strerror(errno));
+	}
+}
+
+/*
+ * Receives the DATA messages of an import, up to END, into a buffer charged
+ * to the peer's share of the upload budget (*cap bytes; the caller gives
+ * them back).  Bounded in bytes (@max), in time (data must keep coming, and
+ * all of it within TRANSFER_ROUNDS timeouts) and so in messages (each
+ * carries at least one byte).
+ */
+static int recv_data(struct conn *k, uint8_t **buf, size_t *len, size_t *cap, uint64_t max,
+		     struct iverr *e)
 {
 	uint8_t *msg = malloc(PROTO_MAX), *all = NULL;
+	int64_t deadline = now_ms() + (int64_t)timeout_ms(k->c) * TRANSFER_ROUNDS;
 	struct proto_msg m;
-	size_t cap = 0;
 	int ret = 0;
 
 	*buf = NULL;
-	*len = 0;
+	*len = *cap = 0;
 	if (!msg)
-		return -ENOMEM;
+		return iverr_set(e, ENOMEM, "out of memory");
 	for (;;) {
-		ssize_t n = recv(k->fd, msg, PROTO_MAX, 0);
 		const struct proto_field *f;
+		ssize_t n;
 
+		if ((ret = wait_message(k, deadline, e)) < 0)
+			break;
+		n = recv(k->fd, msg, PROTO_MAX, 0);
 		if (n <= 0 || proto_parse(msg, (size_t)n, &m) < 0) {
 			ret = -EPROTO;
 			break;
@@ -205,34 +367,37 @@ static int recv_data(struct conn *k, uint8_t **buf, size_t *len, uint64_t max)
 		if (m.type == P_END)
 			break;
 		f = proto_get(&m, T_DATA);
-		if (m.type != P_DATA || !f) {
+		if (m.type != P_DATA || !f || !f->len) {
 			ret = -EPROTO;
 			break;
 		}
 		if (*len + f->len > max) {
-			ret = -EFBIG;
+			ret = iverr_set(e, EFBIG, "the image is over the store's size limit");
 			break;
 		}
-		if (*len + f->len > cap) {
-			size_t ncap = cap ? 2 * cap : 1 << 20;
-			while (ncap < *len + f->len)
-				ncap *= 2;
-			uint8_t *p = realloc(all, ncap);
-			if (!p) {
-				ret = -ENOMEM;
+		if (*len + f->len > *cap) {
+			/* Grow by steps, never past @max: no doubling into memory the
+			 * budget did not grant. */
+			size_t ncap = (*len + f->len + UPLOAD_STEP - 1) / UPLOAD_STEP * UPLOAD_STEP;
+			uint8_t *p;
+
+			if (ncap > max)
+				ncap = (size_t)max;
+			if ((ret = upload_take(k, ncap - *cap, e)) < 0)
+				break;
+			if (!(p = realloc(all, ncap))) {
+				upload_give(k, ncap - *cap);
+				ret = iverr_set(e, ENOMEM, "out of memory");
 				break;
 			}
 			all = p;
-			cap = ncap;
+			*cap = ncap;
 		}
 		memcpy(all + *len, f->val, f->len);
 		*len += f->len;
 	}
 	free(msg);
-	if (ret < 0)
-		free(all);
-	else
-		*buf = all;
+	*buf = all;   /* on failure too: the caller frees it and gives *cap back */
 	return ret;
 }
 
@@ -381,20 +546,41 @@ static int stage_fn(struct vault_session *s, void *arg)
 	return vault_stage(s, a->sniffer, a->data, a->len, &a->r->st, &a->r->e);
 }
 
+static int do_nothing(struct vault_session *s, void *arg)
+{
+	(void)s;
+	(void)arg;
+	return 0;
+}
+
+/*
+ * A peer with no vault here, or a locked one, is refused before a byte of
+ * payload is read or buffered.  A transfer refused or stalled half-way ends
+ * the connection (after the ERROR, if any): the rest of it is not read.
+ */
 static int handle_import(struct conn *k, struct request *r)
 {
 	struct control *c = k->c;
 	struct image_sniffer *sniffer = NULL;
 	struct vault_session *s = NULL;
 	uint8_t *data = NULL;
-	size_t len = 0;
-	int ret = recv_data(k, &data, &len, c->ops.max_bytes);
+	size_t len = 0, cap = 0;
+	int ret = call(k, do_nothing, r);
 
-	if (ret == -EPROTO)
-		return ret;   /* the connection is off the rails */
-	if (ret < 0)
-		return send_error(k, ret, ret == -EFBIG ? "the image is over the store's size "
-				  "limit" : NULL);
+	if (ret == -ENOENT)
+		iverr_set(&r->e, ENOENT, "you have no vault in this store");
+	if (ret < 0) {
+		send_error(k, ret, r->e.msg);
+		return -ECONNABORTED;
+	}
+	ret = recv_data(k, &data, &len, &cap, c->ops.max_bytes, &r->e);
+	if (ret == -EPROTO || ret == -ETIMEDOUT)
+		goto out_free;   /* the connection is off the rails, or stalled */
+	if (ret < 0) {
+		send_error(k, ret, r->e.msg);
+		ret = -ECONNABORTED;
+		goto out_free;
+	}
 	if ((ret = image_sniffer_new(&sniffer, &r->e)) < 0 || (ret = hold(k, r)) < 0)
 		goto out;
 	if ((ret = locked_words(r, c->ops.call(c->ops.arg, k->uid, get_session, &s))) == 0) {
@@ -409,11 +595,16 @@ static int handle_import(struct conn *k, struct request *r)
 out:
 	image_sniffer_free(sniffer);
 	free(data);
+	upload_give(k, cap);
 	if (ret < 0)
 		return send_error(k, ret, r->e.msg);
 	proto_begin(&k->out, P_OK);
 	proto_put_str(&k->out, T_NAME, r->name);
 	return send_msg(k);
+out_free:
+	free(data);
+	upload_give(k, cap);
+	return ret;
 }
 
 static int handle_rm(struct conn *k, struct request *r)
@@ -542,11 +733,10 @@ static void *conn_main(void *arg)
 	uint8_t *buf = malloc(PROTO_MAX);
 	struct pollfd p = { .fd = k->fd, .events = POLLIN };
 	int idle = 0;
-	int idle_max = c->ops.idle_ms ? (int)c->ops.idle_ms : IDLE_TIMEOUT_MS;
 
 	/* Short polls: a stopping daemon must not wait out an idle peer (the
 	 * gateway keeps its connections open). */
-	while (buf && !stopping(c) && idle < idle_max) {
+	while (buf && !stopping(c) && idle < timeout_ms(c)) {
 		int r = poll(&p, 1, STOP_POLL_MS);
 		if (r == 0) {
 			idle += STOP_POLL_MS;
@@ -566,11 +756,8 @@ static void *conn_main(void *arg)
 	free(buf);
 	control_fetch_end(k);
 	close(k->fd);
+	release(c, k->uid);
 	free(k);
-	pthread_mutex_lock(&c->lock);
-	c->connections--;
-	pthread_cond_broadcast(&c->idle);
-	pthread_mutex_unlock(&c->lock);
 	return NULL;
 }
 
@@ -578,6 +765,8 @@ static void *accept_main(void *arg)
 {
 	struct control *c = arg;
 	struct pollfd p = { .fd = c->fd, .events = POLLIN };
+	struct timeval sndtimeo = { .tv_sec = timeout_ms(c) / 1000,
+				    .tv_usec = timeout_ms(c) % 1000 * 1000 };
 
 	while (!stopping(c)) {
 		struct ucred cred;
@@ -600,22 +789,20 @@ static void *accept_main(void *arg)
 		k->c = c;
 		k->fd = fd;
 		k->uid = cred.uid;
-		pthread_mutex_lock(&c->lock);
-		if (c->connections >= MAX_CONNECTIONS) {
-			pthread_mutex_unlock(&c->lock);
-			send_error(k, -EBUSY, "too many connections to imgvaultd; try again");
+		/* A reader that stops reading cannot hold a thread for ever. */
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &sndtimeo, sizeof(sndtimeo));
+		if (!admit(c, k->uid)) {
+			send_error(k, -EBUSY, "too many connections to imgvaultd from your uid (at "
+				   "most " STR(MAX_PER_UID) " each, " STR(MAX_CONNECTIONS) " for all "
+				   "users); close some and try again");
 			close(fd);
 			free(k);
 			continue;
 		}
-		c->connections++;
-		pthread_mutex_unlock(&c->lock);
 		if (pthread_create(&t, NULL, conn_main, k) != 0) {
 			close(fd);
+			release(c, k->uid);
 			free(k);
-			pthread_mutex_lock(&c->lock);
-			c->connections--;
-			pthread_mutex_unlock(&c->lock);
 			continue;
 		}
 		pthread_detach(t);

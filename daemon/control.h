@@ -52,7 +52,13 @@ struct control_ops {
 	const char *mountpoint;
 	bool system;
 	uint64_t max_bytes;      /* the store's image size limit */
-	unsigned idle_ms;        /* an idle connection is closed after; 0: 30 s */
+	/* An idle connection is closed, and an import whose next message does
+	 * not come, after this many ms (0: 30 s); an import must end within 10
+	 * of them. */
+	int timeout_ms;
+	/* Bytes all imports may buffer together (0: 256 MiB); one uid's share
+	 * is at most max_bytes. */
+	uint64_t upload_budget;
 };
 
 struct control;

@@ -540,6 +540,11 @@ static int handle_fetch_open(struct conn *k, const struct proto_msg *m)
 	}
 	proto_get_str(m, T_CLIENT, f->client, sizeof(f->client));
 	have_client = cidr_parse_addr(f->client, &client) == 0;
+	/* The audit names the address as parsed, never the bytes the peer sent. */
+	if (have_client)
+		cidr_format(&client, false, f->client);
+	else
+		snprintf(f->client, sizeof(f->client), "%s", f->client[0] ? "invalid" : "");
 	a.token = (const char *)tok->val;
 	a.len = tok->len;
 	a.client = have_client ? &client : NULL;

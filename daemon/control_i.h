@@ -15,8 +15,20 @@
 #include "proto.h"
 #include "share.h"
 
+/* Connections (DESIGN §6: each uid gets a bounded share).  Ordinary users
+ * share MAX_CONNECTIONS, at most MAX_PER_UID each; root, the gateway's uid
+ * and a desktop daemon's owner have allowances of their own, so no one else
+ * can starve them. */
 #define MAX_CONNECTIONS 64
-#define IDLE_TIMEOUT_MS 30000
+#define MAX_PER_UID 8
+#define MAX_GATEWAY 40            /* imgvault-gateway keeps up to 32; also a
+				   * desktop daemon's owner's, who may run it */
+#define MAX_ROOT 48               /* root may run the gateway and the CLI */
+#define MAX_UIDS (MAX_CONNECTIONS + 3)
+#define IDLE_TIMEOUT_MS 30000     /* default of ops.timeout_ms */
+#define TRANSFER_ROUNDS 10        /* an import's deadline: this many timeouts */
+#define UPLOAD_BUDGET ((uint64_t)256 << 20)   /* every import buffer together */
+#define UPLOAD_STEP ((size_t)1 << 20)         /* buffers grow by this much */
 #define STOP_POLL_MS 200
 #define MAX_RESERVED 256          /* limited links being downloaded at once */
 #define AUDIT_BATCH 256           /* fetches noted before a flush is forced */
@@ -40,6 +52,13 @@ struct control {
 	int connections;
 	bool stop;               /* read with __atomic_load_n: threads poll it */
 	/* under lock: */
+	struct uid_share {       /* what one uid holds; conns 0: a free slot */
+		uint32_t uid;
+		int conns;
+		uint64_t upload;     /* bytes of import buffers */
+	} shares[MAX_UIDS];
+	int others;              /* connections of ordinary users */
+	uint64_t upload;         /* bytes of import buffers, everyone's */
 	struct reservation reserved[MAX_RESERVED];
 	size_t n_reserved;
 	struct share_fetch_note *notes;   /* fetches not yet in the audit trail */

@@ -21,7 +21,7 @@ enum {
 	O_LIMIT = 1 << 8, O_KDF = 1 << 9, O_THUMB = 1 << 10, O_STRIPPED = 1 << 11,
 	O_NOTHUMBS = 1 << 12, O_REBUILD = 1 << 13, O_TTL = 1 << 14, O_MAX_TTL = 1 << 15,
 	O_VARIANT = 1 << 16, O_DOWNLOAD = 1 << 17, O_USES = 1 << 18, O_PARTNER = 1 << 19,
-	O_NOT_BEFORE = 1 << 20, O_IMAGE = 1 << 21, O_CIDR = 1 << 22,
+	O_NOT_BEFORE = 1 << 20, O_IMAGE = 1 << 21, O_CIDR = 1 << 22, O_FORCE = 1 << 23,
 };
 
 struct command {
@@ -59,9 +59,12 @@ static const struct command commands[] = {
 	  "are committed, and finished before the command returns; with --no-thumbs\n"
 	  "they stay queued for imgvault thumbs (or the daemon).  An image that fails\n"
 	  "its full decode there is marked damaged." },
-	{ "export", cmd_export, O_ALBUM | O_PRISTINE, "export [--album ALBUM] [--pristine] DEST",
+	{ "export", cmd_export, O_ALBUM | O_PRISTINE | O_FORCE,
+	  "export [--album ALBUM] [--pristine] [--force] DEST",
 	  "Write every image (of ALBUM) as plain files to DEST/ALBUM/NAME, checking\n"
-	  "each against its recorded SHA-256." },
+	  "each against its recorded SHA-256.  Files are created new, never written\n"
+	  "through a symbolic link; an existing file stops the export unless --force,\n"
+	  "which replaces it by renaming a new file over it." },
 	{ "ls", cmd_ls, 0, "ls [ALBUM]",
 	  "List the albums, or the images of ALBUM: size, date, type, name." },
 	{ "cat", cmd_cat, O_PRISTINE | O_THUMB | O_STRIPPED,
@@ -188,6 +191,7 @@ static const char global_help[] =
 	"                            moderate (default) or sensitive\n"
 	"  -a, --album ALBUM         import/export: the album\n"
 	"      --pristine            cat/export: the first version, not the current\n"
+	"      --force               export: replace existing files (by rename)\n"
 	"      --thumb, --stripped   cat: the thumbnail; the metadata-stripped image\n"
 	"      --no-thumbs           import: leave thumbnails queued\n"
 	"      --rebuild             thumbs: remake every thumbnail\n"
@@ -232,6 +236,7 @@ enum {
 	OPT_FULL, OPT_REPAIR, OPT_JSON, OPT_NOPROGRESS, OPT_THUMB, OPT_STRIPPED, OPT_NOTHUMBS,
 	OPT_REBUILD, OPT_CONTROL, OPT_TTL, OPT_MAX_TTL, OPT_VARIANT, OPT_DOWNLOAD, OPT_USES,
 	OPT_PARTNER, OPT_NOT_BEFORE, OPT_IMAGE, OPT_CIDR, OPT_CONFIG, OPT_CHECK_CONFIG,
+	OPT_FORCE,
 };
 
 static const struct option long_options[] = {
@@ -245,6 +250,7 @@ static const struct option long_options[] = {
 	{ "no-passphrase", no_argument, NULL, OPT_NOPASS },
 	{ "kdf", required_argument, NULL, OPT_KDF },
 	{ "pristine", no_argument, NULL, OPT_PRISTINE },
+	{ "force", no_argument, NULL, OPT_FORCE },
 	{ "full", no_argument, NULL, OPT_FULL },
 	{ "repair", no_argument, NULL, OPT_REPAIR },
 	{ "json", no_argument, NULL, OPT_JSON },
@@ -357,6 +363,7 @@ int main(int argc, char **argv)
 		case OPT_NOPASS: c.no_passphrase = true; used |= O_NOPASS; break;
 		case OPT_KDF: c.kdf = optarg; used |= O_KDF; break;
 		case OPT_PRISTINE: c.pristine = true; used |= O_PRISTINE; break;
+		case OPT_FORCE: c.force = true; used |= O_FORCE; break;
 		case OPT_FULL: c.full = true; used |= O_FULL; break;
 		case OPT_REPAIR: c.repair = true; used |= O_REPAIR; break;
 		case OPT_JSON: c.json = true; break;

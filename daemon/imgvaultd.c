@@ -39,6 +39,7 @@
 #include "keys.h"
 #include "logline.h"
 #include "prompt.h"
+#include "rundir.h"
 #include "share.h"
 #include "tree.h"
 #include "vault.h"
@@ -55,7 +56,7 @@ struct options {
 	const char *config;      /* the settings file read (NULL: none) */
 	const char *control;     /* the control socket's path */
 	const char *gateway_user, *keyring;   /* share links */
-	unsigned idle_timeout;   /* seconds before an idle control connection is closed */
+	int control_timeout_s;   /* idle and transfer timeout of the control socket */
 };
 
 static const char usage_text[] =
@@ -83,8 +84,9 @@ static const char usage_text[] =
 	"      --keyring PATH           where the public signing keys are published for\n"
 	"                               the gateway (default: signing-keys.pub beside\n"
 	"                               the control socket)\n"
-	"      --control-idle-timeout SECONDS  close a control connection idle this\n"
-	"                               long (default 30)\n"
+	"      --control-timeout S      close an idle control connection, and drop an\n"
+	"                               import whose data stops coming, after S\n"
+	"                               seconds (1-3600, default 30)\n"
 	"      --store DIR, --mountpoint DIR   instead of STORE MOUNTPOINT\n"
 	"      --config FILE            settings (default /etc/imgvault/imgvault.conf,\n"
 	"                               read in system mode when it exists); flags\n"
@@ -224,10 +226,11 @@ static int clean_stale_mount(const struct options *o)
  * user's runtime directory otherwise (the pid keeps two daemons apart).
  * The path is written into the store's lock, where the command line finds
  * it. */
-static int control_path(const struct options *o, char *out, size_t cap)
+static int control_path(const struct options *o, char *out, size_t cap, struct iverr *e)
 {
 	const char *rt = getenv("XDG_RUNTIME_DIR");
 	char dir[200];
+	int ret;
 
 	if (o->control) {
 		snprintf(out, cap, "%s", o->control);
@@ -237,7 +240,8 @@ static int control_path(const struct options *o, char *out, size_t cap)
 		/* One system daemon: a fixed name that users can find without
 		 * reading the (root-only) store. */
 		if (mkdir("/run/imgvault", 0755) < 0 && errno != EEXIST)
-			return -errno;
+			return iverr_set(e, errno, "cannot make /run/imgvault: %s; give the "
+					 "control socket's path with --control", strerror(errno));
 		snprintf(out, cap, "%s", CLI_SYSTEM_CONTROL);
 		return 0;
 	}
@@ -245,8 +249,10 @@ static int control_path(const struct options *o, char *out, size_t cap)
 		snprintf(dir, sizeof(dir), "%s/imgvault", rt);
 	else
 		snprintf(dir, sizeof(dir), "/tmp/imgvault-%u", (unsigned)getuid());
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-		return -errno;
+	/* Anyone can make /tmp/imgvault-UID first: take it only if it is ours
+	 * and private, or the command line's passphrase could go to them. */
+	if ((ret = rundir_private(dir, getuid(), e)) < 0)
+		return ret;
 	snprintf(out, cap, "%s/imgvaultd-%ld.sock", dir, (long)getpid());
 	return 0;
 }
@@ -576,7 +582,7 @@ static int load_settings(int argc, char **argv, struct conf_args *ca, char *path
 
 int main(int argc, char **argv)
 {
-	enum { O_STORE = 256, O_MOUNTPOINT, O_CONFIG, O_CHECK, O_DETACH, O_IDLE };
+	enum { O_STORE = 256, O_MOUNTPOINT, O_CONFIG, O_CHECK, O_DETACH, O_CTL_TIMEOUT };
 	static const struct option longopts[] = {
 		{ "system", no_argument, NULL, 'S' },
 		{ "server-key", required_argument, NULL, 'k' },
@@ -589,7 +595,7 @@ int main(int argc, char **argv)
 		{ "control", required_argument, NULL, 'C' },
 		{ "gateway-user", required_argument, NULL, 'g' },
 		{ "keyring", required_argument, NULL, 'K' },
-		{ "control-idle-timeout", required_argument, NULL, O_IDLE },
+		{ "control-timeout", required_argument, NULL, O_CTL_TIMEOUT },
 		{ "store", required_argument, NULL, O_STORE },
 		{ "mountpoint", required_argument, NULL, O_MOUNTPOINT },
 		{ "config", required_argument, NULL, O_CONFIG },
@@ -599,7 +605,7 @@ int main(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct options o = { .idle_timeout = 30 };
+	struct options o = { 0 };
 	struct iverr e = { 0 };
 	struct vault *v = NULL;
 	struct tree *t = NULL;
@@ -650,6 +656,18 @@ int main(int argc, char **argv)
 			}
 			break;
 		case O_STORE: o.store = optarg; break;
+		case O_CTL_TIMEOUT: {
+			char *end;
+			long secs = strtol(optarg, &end, 10);
+			if (*end || secs < 1 || secs > 3600) {
+				fprintf(stderr, "<3>imgvaultd: --control-timeout takes seconds, 1 to "
+					"3600, not '%s'\n", optarg);
+				ret = 2;
+				goto out;
+			}
+			o.control_timeout_s = (int)secs;
+			break;
+		}
 		case O_MOUNTPOINT: o.mountpoint = optarg; break;
 		case O_CONFIG: break;           /* read before parsing */
 		case O_CHECK: o.check_config = true; break;
@@ -660,18 +678,6 @@ int main(int argc, char **argv)
 		case 'C': o.control = optarg; break;
 		case 'g': o.gateway_user = optarg; break;
 		case 'K': o.keyring = optarg; break;
-		case O_IDLE: {
-			char *end;
-			unsigned long n = strtoul(optarg, &end, 10);
-			if (*end || !*optarg || n < 1 || n > 3600) {
-				fprintf(stderr, "<3>imgvaultd: --control-idle-timeout takes seconds "
-					"from 1 to 3600, not '%s'\n", optarg);
-				ret = 2;
-				goto out;
-			}
-			o.idle_timeout = (unsigned)n;
-			break;
-		}
 		case 'h': fputs(usage_text, stdout); ret = 0; goto out;
 		case 'V': printf("imgvaultd %s\n", IMGVAULT_VERSION); ret = 0; goto out;
 		default: fputs(usage_text, stderr); ret = 2; goto out;
@@ -714,9 +720,8 @@ int main(int argc, char **argv)
 		ret = 1;
 		goto out;
 	}
-	if (control_path(&o, sock, sizeof(sock)) < 0) {
-		logf_(&o, 3, "cannot make a directory for the control socket: %s; give one "
-		      "with --control", strerror(errno));
+	if (control_path(&o, sock, sizeof(sock), &e) < 0) {
+		logf_(&o, 3, "refusing to start: %s", e.msg);
 		ret = 1;
 		goto out;
 	}
@@ -782,7 +787,7 @@ int main(int argc, char **argv)
 			.owner_uid = o.system ? CONTROL_NOBODY : (uint32_t)getuid(),
 			.mountpoint = o.mountpoint, .system = o.system,
 			.max_bytes = vault_limits(v)->max_bytes,
-			.idle_ms = o.idle_timeout * 1000,
+			.timeout_ms = o.control_timeout_s * 1000,
 		};
 		if ((ret = control_start(sock, &ops, &ctl, &e)) < 0) {
 			logf_(&o, 3, "cannot start the control socket: %s", e.msg);

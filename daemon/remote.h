@@ -18,6 +18,7 @@
 
 struct remote {
 	int fd;
+	char path[108];                /* where it connected */
 	struct proto_out out;          /* the message being built */
 	uint8_t in[PROTO_MAX];         /* the last message received */
 	struct proto_msg m;            /* ...parsed; points into @in */

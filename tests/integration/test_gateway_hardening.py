@@ -88,7 +88,7 @@ def idle_store(imgvault, tmp_path, passfile, gw_images, gw_port):
                       sockdir)
     stop_daemon(s.daemon)
     s.daemon = start_daemon(s.store, tmp_path / "mnt", sockdir / "control.sock",
-                            "--control-idle-timeout", "1")
+                            "--control-timeout", "1")
     s.port = gw_port
     yield s
     stop_daemon(s.daemon)
