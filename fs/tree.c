@@ -79,6 +79,7 @@ struct handle {
 	size_t len, cap;
 	bool loaded;                 /* writers: buf holds a whole content */
 	bool dirty;
+	bool too_big;                /* writers: a write was refused for size */
 	int64_t mtime;               /* writers: set while pending (tree lock) */
 	bool mtime_set;
 };
@@ -1157,6 +1158,8 @@ static void tree_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t 
 	pthread_mutex_lock(&h->lock);
 	if ((ret = handle_load(t, h)) == 0)
 		ret = buf_reserve(h, (size_t)off + size, max_bytes(t));
+	if (ret == -EFBIG)
+		h->too_big = true;   /* what is pending is cut short: never committed */
 	if (ret == 0) {
 		if ((size_t)off > h->len)
 			memset(h->buf + h->len, 0, (size_t)off - h->len);
@@ -1184,6 +1187,22 @@ static int commit(struct tree *t, struct handle *h)
 	struct iverr e = { 0 };
 	int ret;
 
+	if (h->too_big) {
+		/* The pending version lost the writes refused for size: committing
+		 * it would store a truncated image.  It is dropped, the old content
+		 * stays, and the next write starts again from that. */
+		h->too_big = false;
+		h->dirty = false;
+		h->loaded = false;
+		h->len = 0;
+		pthread_mutex_lock(&t->lock);
+		vault_note_refused(h->u->s, "too large");
+		pthread_mutex_unlock(&t->lock);
+		tree_log(t, 4, "uid %u: write refused, the previous content stays: the file "
+			 "grew over the %llu-byte limit (image.max-bytes); raise it with "
+			 "imgvault config to store it", h->u->uid, (unsigned long long)max_bytes(t));
+		return -EFBIG;
+	}
 	if (!h->dirty)
 		return 0;
 	if (h->len == 0) {
@@ -1389,6 +1408,8 @@ static void tree_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int 
 			ret = handle_load(t, h);
 		if (ret == 0)
 			ret = buf_reserve(h, (size_t)attr->st_size, max_bytes(t));
+		if (ret == -EFBIG)
+			h->too_big = true;
 		if (ret == 0) {
 			if ((size_t)attr->st_size > h->len)
 				memset(h->buf + h->len, 0, (size_t)attr->st_size - h->len);
