@@ -33,6 +33,8 @@ void image_limits_default(struct image_limits *l)
 	l->max_bytes = 50u << 20;
 	l->max_pixels = 100000000;
 	l->max_frames = 500;
+	l->max_total_pixels = 4 * l->max_pixels;
+	l->decode_memory = 512u << 20;
 	l->types = IMAGE_ALL_TYPES;
 	l->thumb_size = 256;
 }
@@ -271,6 +273,12 @@ int image_admit(struct image_sniffer *s, const struct image_limits *limits,
 	else if (out->frames > limits->max_frames)
 		ret = iverr_set(e, IV_EREJECT, "the image has %u frames, over the limit of %u",
 				out->frames, limits->max_frames);
+	else if ((uint64_t)out->width * out->height * out->frames > limits->max_total_pixels)
+		ret = iverr_set(e, IV_EREJECT, "the image has %u frames of %u×%u pixels, %llu "
+				"pixels in all, over the limit of %llu (image.max-total-pixels)",
+				out->frames, out->width, out->height,
+				(unsigned long long)out->width * out->height * out->frames,
+				(unsigned long long)limits->max_total_pixels);
 	g_object_unref(im);
 	return ret;
 }

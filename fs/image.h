@@ -39,6 +39,8 @@ struct image_limits {
 	uint64_t max_bytes;     /* default 50 MiB */
 	uint64_t max_pixels;    /* width × height, default 100 megapixels */
 	uint32_t max_frames;    /* default 500 */
+	uint64_t max_total_pixels; /* width × height × frames, default 400 megapixels */
+	uint64_t decode_memory; /* bytes concurrent decodes share, default 512 MiB */
 	unsigned types;         /* allow-list, enum image_type bits */
 	uint32_t thumb_size;    /* long edge of thumbnails, default 256 */
 };

@@ -77,6 +77,7 @@ void vault_audit(struct vault *v, int64_t subject, const char *action, const cha
 		 const char *result, const char *detail);
 
 /* Store settings: image.max-bytes, image.max-pixels, image.max-frames,
+ * image.max-total-pixels, image.decode-memory,
  * image.types (jpeg,png,gif,webp,heic,avif), thumb.size.  Kept in the
  * catalog, so every process that opens the store applies them. */
 int vault_config_set(struct vault *v, const char *key, const char *value, struct iverr *e);

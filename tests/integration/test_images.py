@@ -190,6 +190,9 @@ REFUSED = {
     "svg.jpg": (["image/svg+xml"], "svg"),
     "empty.jpg": (["empty"], "the file is empty"),
     "anim501.gif": (["501 frames", "over the limit of 500"], "501"),
+    # Every frame within image.max-pixels, all five over image.max-total-pixels.
+    "frames-10k5.gif": (["5 frames of 10000×10000 pixels", "500000000 pixels in all",
+                         "over the limit of 400000000 (image.max-total-pixels)"], "10000"),
 }
 
 
@@ -398,6 +401,20 @@ def test_config_max_frames(store, corpus):
     assert set(listed(store)) == {"comment.gif", "anim10.gif"}
 
 
+def test_config_max_total_pixels(store, corpus):
+    # 3000×3000 × 9 frames, 60 KiB: 81 megapixels to decode (and re-encode for a link).
+    config(store, "image.max-total-pixels=50M", shown="52428800")
+    r = store.iv("import", corpus / "frames-3k9.gif")
+    assert r.rc == EXIT_PARTIAL, str(r)
+    assert ("the image has 9 frames of 3000×3000 pixels, 81000000 pixels in all, over the "
+            "limit of 52428800 (image.max-total-pixels)") in r.err, str(r)
+    assert "frames-3k9.gif" not in listed(store)
+    import_ok(store, corpus / "anim10.gif", corpus / "photo.jpg")   # small ones go in
+    config(store, "image.max-total-pixels=100M", shown="104857600")
+    import_ok(store, corpus / "frames-3k9.gif")
+    assert set(listed(store)) == {"anim10.gif", "photo.jpg", "frames-3k9.gif"}
+
+
 def test_config_types(filled, corpus):
     config(filled, "image.types=jpeg,png")
     for name, kind in (("plain.gif", "gif"), ("photo.webp", "webp")):
@@ -419,7 +436,8 @@ def test_config_refuses_bad_values(store):
     r = store.iv("config")
     assert r.rc == EXIT_OK, str(r)
     for default in ("image.max-bytes=52428800", "image.max-pixels=100000000",
-                    "image.max-frames=500", "image.types=jpeg,png,gif,webp,heic,avif",
+                    "image.max-frames=500", "image.max-total-pixels=400000000",
+                    "image.decode-memory=536870912", "image.types=jpeg,png,gif,webp,heic,avif",
                     "thumb.size=256"):
         assert re.search(rf"^{re.escape(default)}$", r.out, re.M), str(r)
 
