@@ -83,6 +83,22 @@ const char *image_mime(enum image_type type);
 enum image_type image_type_of(const char *mime);
 
 /*
+ * The memory image_thumbnail of @buf (an admitted image of @type) will
+ * take, from its header alone, for a decode-memory budget (membudget.h):
+ *  - JPEG: the frame at the scale shrink-on-load decodes it (1/2…1/8 while
+ *    the long edge stays at least @thumb_size), width × height × bands;
+ *  - PNG: interlaced, the whole frame (width × height × bands × bytes per
+ *    sample); otherwise decoded a strip at a time: 256 rows;
+ *  - GIF, WebP, HEIC, AVIF: their decoders hold a whole canvas, width ×
+ *    height × 4 (× bytes per sample); the frames of an animation are
+ *    decoded one at a time into the same canvas, so frames do not add to it
+ *    (image.max-total-pixels bounds the time they take).
+ * -IV_EDAMAGE when the header cannot be read.
+ */
+int image_decode_cost(const void *buf, size_t len, enum image_type type, uint32_t thumb_size,
+		      uint64_t *bytes, struct iverr *e);
+
+/*
  * Makes a thumbnail of @buf (an admitted image of @type): long edge @size
  * pixels (never enlarged), EXIF orientation applied, no metadata at all,
  * the same format family (JPEG→JPEG, PNG→PNG with alpha, GIF→GIF of the

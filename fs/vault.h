@@ -35,6 +35,7 @@
 
 struct vault;
 struct vault_session;
+struct membudget;
 struct vault_file;
 
 /* What the catalog records of a version, sealed: type, size in pixels and
@@ -343,6 +344,7 @@ struct vault_thumb_job {
 	struct catalog_version ver;
 	enum image_type type;
 	uint32_t size;                /* long edge */
+	struct membudget *budget;     /* decode memory, shared (membudget.h); NULL: none */
 };
 
 /* Loads the job for a queued version of the session's user; -ENOENT if the
