@@ -100,8 +100,10 @@ static const struct command commands[] = {
 	  "until it stops." },
 	{ "config", cmd_config, 0, "config [KEY=VALUE...]",
 	  "Show or change the store's settings: image.max-bytes (50M), image.max-pixels\n"
-	  "(100000000), image.max-frames (500), image.types (jpeg,png,gif,webp,heic,avif)\n"
-	  "and thumb.size (256).  Changes apply to images committed afterwards." },
+	  "(100000000), image.max-frames (500), image.max-total-pixels (width x height x\n"
+	  "frames, 400000000), image.decode-memory (what thumbnail decodes may take at\n"
+	  "once, 512M), image.types (jpeg,png,gif,webp,heic,avif) and thumb.size (256).\n"
+	  "Changes apply to images committed afterwards." },
 	{ "rm", cmd_rm, 0, "rm ALBUM/NAME...",
 	  "Delete images, their pristine versions included." },
 	{ "fsck", cmd_fsck, O_REPAIR, "fsck [--repair]",

@@ -33,6 +33,8 @@ void image_limits_default(struct image_limits *l)
 	l->max_bytes = 50u << 20;
 	l->max_pixels = 100000000;
 	l->max_frames = 500;
+	l->max_total_pixels = 4 * l->max_pixels;
+	l->decode_memory = 512u << 20;
 	l->types = IMAGE_ALL_TYPES;
 	l->thumb_size = 256;
 }
@@ -115,7 +117,9 @@ static void vips_setup(void)
 			  G_LOG_LEVEL_DEBUG, vips_quiet, NULL);
 	/* Only the loaders of the formats we store, never the untrusted ones
 	 * (ImageMagick, PDF, SVG, …), whatever libvips would otherwise try. */
+#if VIPS_MAJOR_VERSION > 8 || (VIPS_MAJOR_VERSION == 8 && VIPS_MINOR_VERSION >= 13)
 	vips_block_untrusted_set(TRUE);
+#endif
 	vips_operation_block_set("VipsForeignLoad", TRUE);
 	for (size_t i = 0; i < N_TYPES; i++)
 		vips_operation_block_set(types[i].loader_class, FALSE);
@@ -271,8 +275,51 @@ int image_admit(struct image_sniffer *s, const struct image_limits *limits,
 	else if (out->frames > limits->max_frames)
 		ret = iverr_set(e, IV_EREJECT, "the image has %u frames, over the limit of %u",
 				out->frames, limits->max_frames);
+	else if ((uint64_t)out->width * out->height * out->frames > limits->max_total_pixels)
+		ret = iverr_set(e, IV_EREJECT, "the image has %u frames of %u×%u pixels, %llu "
+				"pixels in all, over the limit of %llu (image.max-total-pixels)",
+				out->frames, out->width, out->height,
+				(unsigned long long)out->width * out->height * out->frames,
+				(unsigned long long)limits->max_total_pixels);
 	g_object_unref(im);
 	return ret;
+}
+
+int image_decode_cost(const void *buf, size_t len, enum image_type type, uint32_t thumb_size,
+		      uint64_t *bytes, struct iverr *e)
+{
+	VipsImage *im;
+	char reason[256];
+	uint64_t w, h, bands, sample, longest;
+	unsigned shrink = 1;
+
+	*bytes = 0;
+	im = vips_image_new_from_buffer(buf, len, "", "access", VIPS_ACCESS_SEQUENTIAL, NULL);
+	if (!im)
+		return iverr_set(e, IV_EDAMAGE, "the image cannot be decoded: %s",
+				 vips_reason(reason, sizeof(reason)));
+	w = (uint64_t)vips_image_get_width(im);
+	h = (uint64_t)vips_image_get_page_height(im);
+	bands = (uint64_t)vips_image_get_bands(im);
+	sample = vips_format_sizeof(vips_image_get_format(im));
+	switch (type) {
+	case IMAGE_JPEG:
+		longest = w > h ? w : h;
+		while (shrink < 8 && longest / (shrink * 2) >= (thumb_size ? thumb_size : 1))
+			shrink *= 2;
+		*bytes = ((w + shrink - 1) / shrink) * ((h + shrink - 1) / shrink) * bands;
+		break;
+	case IMAGE_PNG:
+		if (vips_image_get_typeof(im, "interlaced"))
+			*bytes = w * h * bands * sample;
+		else
+			*bytes = w * (h < 256 ? h : 256) * bands * sample;
+		break;
+	default:
+		*bytes = w * h * 4 * (sample > 1 ? sample : 1);
+	}
+	g_object_unref(im);
+	return 0;
 }
 
 /* Replaces a g_malloc'd WebP with its stripped copy (strip.h). */

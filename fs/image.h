@@ -39,6 +39,8 @@ struct image_limits {
 	uint64_t max_bytes;     /* default 50 MiB */
 	uint64_t max_pixels;    /* width × height, default 100 megapixels */
 	uint32_t max_frames;    /* default 500 */
+	uint64_t max_total_pixels; /* width × height × frames, default 400 megapixels */
+	uint64_t decode_memory; /* bytes concurrent decodes share, default 512 MiB */
 	unsigned types;         /* allow-list, enum image_type bits */
 	uint32_t thumb_size;    /* long edge of thumbnails, default 256 */
 };
@@ -79,6 +81,22 @@ int image_admit(struct image_sniffer *s, const struct image_limits *limits,
 const char *image_mime(enum image_type type);
 /* The type of a MIME string, 0 if unknown. */
 enum image_type image_type_of(const char *mime);
+
+/*
+ * The memory image_thumbnail of @buf (an admitted image of @type) will
+ * take, from its header alone, for a decode-memory budget (membudget.h):
+ *  - JPEG: the frame at the scale shrink-on-load decodes it (1/2…1/8 while
+ *    the long edge stays at least @thumb_size), width × height × bands;
+ *  - PNG: interlaced, the whole frame (width × height × bands × bytes per
+ *    sample); otherwise decoded a strip at a time: 256 rows;
+ *  - GIF, WebP, HEIC, AVIF: their decoders hold a whole canvas, width ×
+ *    height × 4 (× bytes per sample); the frames of an animation are
+ *    decoded one at a time into the same canvas, so frames do not add to it
+ *    (image.max-total-pixels bounds the time they take).
+ * -IV_EDAMAGE when the header cannot be read.
+ */
+int image_decode_cost(const void *buf, size_t len, enum image_type type, uint32_t thumb_size,
+		      uint64_t *bytes, struct iverr *e);
 
 /*
  * Makes a thumbnail of @buf (an admitted image of @type): long edge @size

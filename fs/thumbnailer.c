@@ -1,5 +1,6 @@
 #define _GNU_SOURCE   /* SCHED_IDLE */
 #include "thumbnailer.h"
+#include "membudget.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -28,6 +29,8 @@ struct thumbnailer {
 	unsigned nthreads;
 	struct slot *slots;
 	size_t nslots;
+	struct membudget *budget;   /* the decodes' memory, shared */
+	struct membudget *own;      /* the budget, when it is ours */
 	bool stop;
 	void (*on_done)(void *arg);  /* under @lock; see thumbnailer_on_done */
 	void *on_done_arg;
@@ -72,6 +75,13 @@ static void *worker(void *arg)
 int thumbnailer_start(struct vault_session *s, unsigned workers, struct thumbnailer **out,
 		      struct iverr *e)
 {
+	return thumbnailer_start_shared(s, workers, NULL, out, e);
+}
+
+int thumbnailer_start_shared(struct vault_session *s, unsigned workers,
+			     struct membudget *budget, struct thumbnailer **out,
+			     struct iverr *e)
+{
 	struct thumbnailer *t;
 	int ret;
 
@@ -88,10 +98,12 @@ int thumbnailer_start(struct vault_session *s, unsigned workers, struct thumbnai
 	t->s = s;
 	t->nslots = workers * IN_FLIGHT_PER_WORKER;
 	t->slots = calloc(t->nslots, sizeof(*t->slots));
-	if (!t->slots) {
-		free(t);
-		return iverr_set(e, ENOMEM, "out of memory");
-	}
+	if (!t->slots)
+		goto out_nomem;
+	if (!budget && membudget_new(vault_limits(vault_session_vault(s))->decode_memory,
+				     &t->own) < 0)
+		goto out_slots;
+	t->budget = budget ? budget : t->own;
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_cond_init(&t->work, NULL);
 	pthread_cond_init(&t->done, NULL);
@@ -104,6 +116,11 @@ int thumbnailer_start(struct vault_session *s, unsigned workers, struct thumbnai
 	}
 	*out = t;
 	return 0;
+out_slots:
+	free(t->slots);
+out_nomem:
+	free(t);
+	return iverr_set(e, ENOMEM, "out of memory");
 }
 
 /* Whether @version_id is in a slot already.  Called with the lock held. */
@@ -152,6 +169,7 @@ static int dispatch(struct thumbnailer *t, size_t *busy, struct iverr *e)
 				if (t->slots[i].state == SLOT_FREE) {
 					t->slots[i].state = SLOT_QUEUED;
 					t->slots[i].job = job;
+					t->slots[i].job.budget = t->budget;
 					break;
 				}
 			}
@@ -256,6 +274,7 @@ void thumbnailer_stop(struct thumbnailer *t)
 	pthread_cond_destroy(&t->work);
 	pthread_cond_destroy(&t->done);
 	free(t->slots);
+	membudget_free(t->own);
 	free(t);
 }
 

@@ -24,9 +24,17 @@ struct thumbnailer_report {
 };
 
 /* Starts @workers threads for session @s.  The caller owns *out and stops
- * it with thumbnailer_stop before closing the session. */
+ * it with thumbnailer_stop before closing the session.  The workers'
+ * decodes share a budget of the store's image.decode-memory (membudget.h)
+ * that the thumbnailer owns. */
 int thumbnailer_start(struct vault_session *s, unsigned workers, struct thumbnailer **out,
 		      struct iverr *e);
+/* The same, the decodes sharing @budget with whatever else uses it (every
+ * user's thumbnailer of a mount): the caller keeps @budget until after
+ * thumbnailer_stop. */
+int thumbnailer_start_shared(struct vault_session *s, unsigned workers,
+			     struct membudget *budget, struct thumbnailer **out,
+			     struct iverr *e);
 
 /*
  * Hands queued jobs to the workers and commits what they finished.  With

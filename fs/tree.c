@@ -17,6 +17,7 @@
 #include <sodium.h>
 
 #include "image.h"
+#include "membudget.h"
 #include "thumbnailer.h"
 
 /* ---- inode numbers: kind in the top byte, a catalog id below ---------- */
@@ -79,6 +80,7 @@ struct handle {
 	size_t len, cap;
 	bool loaded;                 /* writers: buf holds a whole content */
 	bool dirty;
+	bool too_big;                /* writers: a write was refused for size */
 	int64_t mtime;               /* writers: set while pending (tree lock) */
 	bool mtime_set;
 };
@@ -104,6 +106,7 @@ struct tree {
 	bool worker_running, stop;
 	pthread_key_t sniffer_key;   /* one libmagic handle per FUSE thread */
 	uint64_t max_bytes;          /* the size limit, read without the lock: atomic */
+	struct membudget *decodes;   /* every user's thumbnail decodes share it */
 	struct {
 		int64_t version, image;
 		uint64_t size;
@@ -1157,6 +1160,8 @@ static void tree_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t 
 	pthread_mutex_lock(&h->lock);
 	if ((ret = handle_load(t, h)) == 0)
 		ret = buf_reserve(h, (size_t)off + size, max_bytes(t));
+	if (ret == -EFBIG)
+		h->too_big = true;   /* what is pending is cut short: never committed */
 	if (ret == 0) {
 		if ((size_t)off > h->len)
 			memset(h->buf + h->len, 0, (size_t)off - h->len);
@@ -1184,6 +1189,22 @@ static int commit(struct tree *t, struct handle *h)
 	struct iverr e = { 0 };
 	int ret;
 
+	if (h->too_big) {
+		/* The pending version lost the writes refused for size: committing
+		 * it would store a truncated image.  It is dropped, the old content
+		 * stays, and the next write starts again from that. */
+		h->too_big = false;
+		h->dirty = false;
+		h->loaded = false;
+		h->len = 0;
+		pthread_mutex_lock(&t->lock);
+		vault_note_refused(h->u->s, "too large");
+		pthread_mutex_unlock(&t->lock);
+		tree_log(t, 4, "uid %u: write refused, the previous content stays: the file "
+			 "grew over the %llu-byte limit (image.max-bytes); raise it with "
+			 "imgvault config to store it", h->u->uid, (unsigned long long)max_bytes(t));
+		return -EFBIG;
+	}
 	if (!h->dirty)
 		return 0;
 	if (h->len == 0) {
@@ -1389,6 +1410,8 @@ static void tree_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int 
 			ret = handle_load(t, h);
 		if (ret == 0)
 			ret = buf_reserve(h, (size_t)attr->st_size, max_bytes(t));
+		if (ret == -EFBIG)
+			h->too_big = true;
 		if (ret == 0) {
 			if ((size_t)attr->st_size > h->len)
 				memset(h->buf + h->len, 0, (size_t)attr->st_size - h->len);
@@ -1792,6 +1815,10 @@ int tree_new(struct vault *v, const struct tree_config *cfg, struct tree **out,
 		free(t);
 		return iverr_set(e, EAGAIN, "cannot create a thread key");
 	}
+	if (membudget_new(vault_limits(v)->decode_memory, &t->decodes) < 0) {
+		tree_free(t);
+		return iverr_set(e, ENOMEM, "out of memory");
+	}
 	*out = t;
 	return 0;
 }
@@ -1829,7 +1856,8 @@ int tree_start(struct tree *t, struct iverr *e)
 
 	for (size_t i = 0; i < t->nusers; i++) {
 		if (t->users[i].s &&
-		    (ret = thumbnailer_start(t->users[i].s, 1, &t->users[i].thumbs, e)) < 0)
+		    (ret = thumbnailer_start_shared(t->users[i].s, 1, t->decodes,
+						    &t->users[i].thumbs, e)) < 0)
 			return ret;
 		if (t->users[i].thumbs)
 			thumbnailer_on_done(t->users[i].thumbs, wake_worker, t);
@@ -1876,6 +1904,7 @@ void tree_free(struct tree *t)
 	free(t->users);
 	free(t->notices.v);
 	pthread_key_delete(t->sniffer_key);
+	membudget_free(t->decodes);
 	pthread_cond_destroy(&t->changed);
 	pthread_mutex_destroy(&t->lock);
 	free(t);
@@ -2137,7 +2166,7 @@ int tree_unlock_user(struct tree *t, uint32_t uid, uint32_t actor, enum key_slot
 	/* A wrong secret is audited here. */
 	if ((ret = vault_unlock_finish(un, &s, e)) < 0)
 		goto out;
-	if ((ret = thumbnailer_start(s, 1, &thumbs, e)) < 0) {
+	if ((ret = thumbnailer_start_shared(s, 1, t->decodes, &thumbs, e)) < 0) {
 		vault_session_close(s);
 		goto out;
 	}
@@ -2179,6 +2208,7 @@ int tree_reload(struct tree *t, struct iverr *e)
 	pthread_mutex_lock(&t->lock);
 	ret = vault_config_reload(t->v, e);
 	__atomic_store_n(&t->max_bytes, vault_limits(t->v)->max_bytes, __ATOMIC_RELAXED);
+	membudget_set_cap(t->decodes, vault_limits(t->v)->decode_memory);
 	pthread_mutex_unlock(&t->lock);
 	return ret;
 }

@@ -300,7 +300,8 @@ void vault_audit(struct vault *v, int64_t subject, const char *action, const cha
 /* ---- settings ---- */
 
 static const char *const config_keys[] = {
-	"image.max-bytes", "image.max-pixels", "image.max-frames", "image.types", "thumb.size",
+	"image.max-bytes", "image.max-pixels", "image.max-frames", "image.max-total-pixels",
+	"image.decode-memory", "image.types", "thumb.size",
 	"share.ttl", "share.max-ttl", "share.base-url",
 };
 
@@ -367,6 +368,10 @@ static int config_apply(struct image_limits *l, struct share_settings *sh, const
 		l->max_pixels = n;
 	else if (!strcmp(key, "image.max-frames") && n <= UINT32_MAX)
 		l->max_frames = (uint32_t)n;
+	else if (!strcmp(key, "image.max-total-pixels"))
+		l->max_total_pixels = n;
+	else if (!strcmp(key, "image.decode-memory"))
+		l->decode_memory = n;
 	else if (!strcmp(key, "thumb.size") && n >= 16 && n <= 4096)
 		l->thumb_size = (uint32_t)n;
 	else
@@ -409,7 +414,7 @@ int vault_config_set(struct vault *v, const char *key, const char *value, struct
 	if (!known)
 		return iverr_set(e, EINVAL, "unknown setting '%s': the settings are "
 				 "image.max-bytes, image.max-pixels, image.max-frames, "
-				 "image.types, thumb.size, share.ttl, share.max-ttl and "
+				 "image.max-total-pixels, image.decode-memory, image.types, thumb.size, share.ttl, share.max-ttl and "
 				 "share.base-url", key);
 	if (strlen(value) > 200)
 		return iverr_set(e, EINVAL, "%s: the value is too long", key);
@@ -449,7 +454,9 @@ int vault_config_list(struct vault *v, vault_config_fn fn, void *arg)
 		}
 		uint64_t n = !strcmp(k, "image.max-bytes") ? l->max_bytes
 			   : !strcmp(k, "image.max-pixels") ? l->max_pixels
-			   : !strcmp(k, "image.max-frames") ? l->max_frames : l->thumb_size;
+			   : !strcmp(k, "image.max-frames") ? l->max_frames
+			   : !strcmp(k, "image.max-total-pixels") ? l->max_total_pixels
+			   : !strcmp(k, "image.decode-memory") ? l->decode_memory : l->thumb_size;
 		snprintf(num, sizeof(num), "%llu", (unsigned long long)n);
 		ret = fn(k, num, arg);
 	}

@@ -35,6 +35,7 @@
 
 struct vault;
 struct vault_session;
+struct membudget;
 struct vault_file;
 
 /* What the catalog records of a version, sealed: type, size in pixels and
@@ -82,6 +83,7 @@ void vault_audit(struct vault *v, int64_t subject, const char *action, const cha
 		 const char *result, const char *detail);
 
 /* Store settings: image.max-bytes, image.max-pixels, image.max-frames,
+ * image.max-total-pixels, image.decode-memory,
  * image.types (jpeg,png,gif,webp,heic,avif), thumb.size.  Kept in the
  * catalog, so every process that opens the store applies them. */
 int vault_config_set(struct vault *v, const char *key, const char *value, struct iverr *e);
@@ -347,6 +349,7 @@ struct vault_thumb_job {
 	struct catalog_version ver;
 	enum image_type type;
 	uint32_t size;                /* long edge */
+	struct membudget *budget;     /* decode memory, shared (membudget.h); NULL: none */
 };
 
 /* Loads the job for a queued version of the session's user; -ENOENT if the

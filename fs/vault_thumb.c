@@ -7,6 +7,7 @@
 
 #include "audit.h"
 #include "bytes.h"
+#include "membudget.h"
 #include "vault_i.h"
 
 int vault_thumb_job(struct vault_session *s, int64_t version_id, struct vault_thumb_job *job,
@@ -78,6 +79,7 @@ int vault_thumb_make(struct vault_session *s, const struct vault_thumb_job *job,
 	uint8_t *plain = NULL;
 	void *thumb = NULL;
 	size_t thumb_len = 0;
+	uint64_t cost = 0, held;
 	ssize_t n;
 	int ret;
 
@@ -96,8 +98,14 @@ int vault_thumb_make(struct vault_session *s, const struct vault_thumb_job *job,
 		ret = n < 0 ? (int)n : iverr_set(e, IV_EDAMAGE, "its blob is short");
 		goto out;
 	}
-	if ((ret = image_thumbnail(plain, job->ver.size, job->type, job->size, &thumb,
-				   &thumb_len, &type, e)) < 0)
+	/* The decode waits until its memory fits beside the others' in flight. */
+	if ((ret = image_decode_cost(plain, job->ver.size, job->type, job->size, &cost, e)) < 0)
+		goto out;
+	held = membudget_acquire(job->budget, cost);
+	ret = image_thumbnail(plain, job->ver.size, job->type, job->size, &thumb, &thumb_len,
+			      &type, e);
+	membudget_release(job->budget, held);
+	if (ret < 0)
 		goto out;
 	snprintf(out->attrs.mime, sizeof(out->attrs.mime), "%s", image_mime(type));
 	crypto_hash_sha256(out->attrs.sha256, thumb, thumb_len);

@@ -283,3 +283,70 @@ if [ -n "$ICC" ]; then
 	exif "${GPS[@]}" -Orientation#=3 '-Comment=secret' icc.jpg
 fi
 
+
+# ---- large canvases that cost little to store: one colour, real LZW ------------------
+# canvas-10k.gif: 10000×10000, one frame, ~67 KB; decoding it takes a 400 MB canvas.
+# frames-3k9.gif: 3000×3000 × 9 frames (81 megapixels in all), ~60 KB.
+# frames-10k5.gif: 10000×10000 × 5 frames: each frame within image.max-pixels, 500
+# megapixels in all, over the default image.max-total-pixels (400 megapixels).
+"$PYTHON" - <<'EOF'
+import struct
+
+
+def lzw_one_colour(npx):
+    """GIF LZW (minimum code size 2) of npx pixels of colour 0, from runs: after a
+    clear code the table's code 6+k stands for k+2 pixels, so the longest match is
+    always the newest entry."""
+    out = bytearray()
+    acc = bits = 0
+
+    def put(code, width):
+        nonlocal acc, bits
+        acc |= code << bits
+        bits += width
+        while bits >= 8:
+            out.append(acc & 255)
+            acc >>= 8
+            bits -= 8
+
+    width, free = 3, 6
+    put(4, width)                                   # clear
+    left = npx
+    while left:
+        n = min(free - 5 if free > 6 else 1, left)
+        put(0 if n == 1 else n + 4, width)
+        left -= n
+        if not left:
+            break
+        if free < 4096:
+            free += 1
+            if free > (1 << width) and width < 12:
+                width += 1
+        else:
+            put(4, width)
+            width, free = 3, 6
+    put(5, width)                                   # end of information
+    if bits:
+        out.append(acc & 255)
+    return bytes(out)
+
+
+def big_gif(path, w, h, frames):
+    out = b"GIF89a" + struct.pack("<HHBBB", w, h, 0x81, 0, 0)
+    out += bytes([255, 0, 0, 0, 255, 0, 0, 0, 255, 255, 255, 255])
+    if frames > 1:
+        out += b"\x21\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00"
+    data = lzw_one_colour(w * h)
+    for _ in range(frames):
+        out += b"\x21\xf9\x04\x00\x02\x00\x00\x00"
+        out += b"\x2c" + struct.pack("<HHHHB", 0, 0, w, h, 0) + b"\x02"
+        for i in range(0, len(data), 255):
+            out += bytes([len(data[i:i + 255])]) + data[i:i + 255]
+        out += b"\x00"
+    open(path, "wb").write(out + b"\x3b")
+
+
+big_gif("canvas-10k.gif", 10000, 10000, 1)
+big_gif("frames-3k9.gif", 3000, 3000, 9)
+big_gif("frames-10k5.gif", 10000, 10000, 5)
+EOF

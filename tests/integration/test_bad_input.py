@@ -1,5 +1,6 @@
 """Bad input of every kind: each gives a clear error (exit code and words) and
 loses nothing: the other images still read back byte-exact."""
+import errno
 import fcntl
 import os
 import random
@@ -12,7 +13,12 @@ import pytest
 
 from conftest import (EXIT_AUTH, EXIT_BUSY, EXIT_DAMAGE, EXIT_FAIL, EXIT_PARTIAL, add_user,
                       assert_fsck_clean, assert_reads_back, clean_env, fsbytes, is_root,
-                      make_store, run_cli, sha256, uid_of, write_secret)
+                      convert, make_store, run_cli, sha256, uid_of, write_secret)
+
+pytest.register_assert_rewrite("mountlib")   # before the import below
+from mountlib import read_bytes, write_file  # noqa: E402
+
+pytest_plugins = ["mountlib"]      # its fixtures
 
 
 # ---- passphrases and keys ----
@@ -409,6 +415,97 @@ def test_only_refused_files(filled, tmp_path):
     assert "junk.jpg" not in {im["name"] for im in filled.ls_json()}
     assert_reads_back(filled, filled.expected)
     assert_fsck_clean(filled)
+
+
+# ---- writes over the size limit, through the mount ----
+
+LIMIT = 200 * 1024   # image.max-bytes in these tests
+
+
+@pytest.fixture
+def limited_mount(desktop_mount, tmp_path):
+    """The desktop mount with image.max-bytes=200K, an image under it and one over."""
+    m = desktop_mount
+    m.stop()
+    r = m.store.iv("config", "image.max-bytes=200K")
+    assert r.rc == 0, str(r)
+    m.start()
+    convert("-seed", "31", "-size", "300x200", "plasma:", "-quality", "85", tmp_path / "ok.jpg")
+    convert("-seed", "32", "-size", "900x700", "plasma:", "+noise", "Random",
+            "-quality", "95", tmp_path / "big.jpg")
+    m.ok = (tmp_path / "ok.jpg").read_bytes()
+    m.big = (tmp_path / "big.jpg").read_bytes()
+    assert len(m.ok) < LIMIT < len(m.big), (len(m.ok), len(m.big))
+    return m
+
+
+def write_until_refused(path, data, flags=os.O_WRONLY | os.O_CREAT | os.O_TRUNC):
+    """Writes @data as a program would; returns (the errno of the refused write,
+    the errno of close(), 0 if none)."""
+    fd = os.open(path, flags, 0o600)
+    werr = cerr = 0
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view[:65536]):]
+    except OSError as e:
+        werr = e.errno
+    try:
+        os.close(fd)
+    except OSError as e:
+        cerr = e.errno
+    return werr, cerr
+
+
+def test_write_over_size_limit_commits_nothing_new_name(limited_mount):
+    m = limited_mount
+    werr, cerr = write_until_refused(m.original("big.jpg"), m.big)
+    assert werr == errno.EFBIG
+    assert cerr == errno.EFBIG            # close() says so: nothing was stored
+    # At most an empty placeholder, original/ only; no truncated image anywhere.
+    if "big.jpg" in os.listdir(m.view("original")):
+        assert os.stat(m.original("big.jpg")).st_size == 0
+    assert "big.jpg" not in os.listdir(m.view("pristine"))
+    assert "big.jpg" not in os.listdir(m.view("thumb"))
+    # One byte over is over: exactly the limit's first bytes are not an image.
+    werr, cerr = write_until_refused(m.original("edge.jpg"), m.big[:LIMIT + 1])
+    assert (werr, cerr) == (errno.EFBIG, errno.EFBIG)
+    assert "over the 204800-byte limit" in m.daemon.text()
+
+
+def test_write_over_size_limit_keeps_existing_image(limited_mount):
+    m = limited_mount
+    write_file(m.original("photo.jpg"), m.ok)
+    assert read_bytes(m.original("photo.jpg")) == m.ok
+    werr, cerr = write_until_refused(m.original("photo.jpg"), m.big)
+    assert (werr, cerr) == (errno.EFBIG, errno.EFBIG)
+    assert read_bytes(m.original("photo.jpg")) == m.ok
+    with open(m.original("photo.jpg"), "rb") as f:          # a second, separate open
+        assert f.read() == m.ok
+    assert read_bytes(m.pristine("photo.jpg")) == m.ok
+    m.stop()
+    r = m.store.iv("cat", "default/photo.jpg")
+    assert r.rc == 0 and r.stdout == m.ok, str(r)
+    r = m.store.iv("--json", "audit")
+    assert any(a["action"] == "import" and a["result"] == "refused" for a in r.json()), str(r)
+
+
+def test_cp_over_size_limit_fails_and_stores_nothing(limited_mount, tmp_path):
+    m = limited_mount
+    (tmp_path / "src.jpg").write_bytes(m.big)
+    write_file(m.original("photo.jpg"), m.ok)
+    for name in ("photo.jpg", "new.jpg"):
+        p = subprocess.run(["cp", str(tmp_path / "src.jpg"), str(m.original(name))],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+        assert p.returncode != 0
+        assert b"File too large" in p.stdout, p.stdout
+    assert read_bytes(m.original("photo.jpg")) == m.ok
+    assert read_bytes(m.pristine("photo.jpg")) == m.ok
+    assert read_bytes(m.original("new.jpg")) == b""
+    assert "new.jpg" not in os.listdir(m.view("pristine"))
+    # The limit is on what is stored, not on the file: a smaller one goes in after.
+    write_file(m.original("new.jpg"), m.ok)
+    assert read_bytes(m.original("new.jpg")) == m.ok
 
 
 # ---- odd names ----

@@ -7,15 +7,22 @@ temporary directory (Debian's ImageMagick and exiftool, python's standard librar
 nothing binary is committed).  Results are checked with /usr/bin/identify,
 /usr/bin/convert and /usr/bin/exiftool.
 """
+import errno
 import json
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from conftest import (CONVERT, EXIT_DAMAGE, EXIT_OK, EXIT_PARTIAL, ROOT, assert_reads_back,
                       sha256)
+
+pytest.register_assert_rewrite("mountlib")   # before the import below
+from mountlib import as_user, read_bytes, write_file  # noqa: E402
+
+pytest_plugins = ["mountlib"]      # its fixtures
 
 IDENTIFY = "/usr/bin/identify"
 EXIFTOOL = "/usr/bin/exiftool"
@@ -190,6 +197,9 @@ REFUSED = {
     "svg.jpg": (["image/svg+xml"], "svg"),
     "empty.jpg": (["empty"], "the file is empty"),
     "anim501.gif": (["501 frames", "over the limit of 500"], "501"),
+    # Every frame within image.max-pixels, all five over image.max-total-pixels.
+    "frames-10k5.gif": (["5 frames of 10000×10000 pixels", "500000000 pixels in all",
+                         "over the limit of 400000000 (image.max-total-pixels)"], "10000"),
 }
 
 
@@ -398,6 +408,20 @@ def test_config_max_frames(store, corpus):
     assert set(listed(store)) == {"comment.gif", "anim10.gif"}
 
 
+def test_config_max_total_pixels(store, corpus):
+    # 3000×3000 × 9 frames, 60 KiB: 81 megapixels to decode (and re-encode for a link).
+    config(store, "image.max-total-pixels=50M", shown="52428800")
+    r = store.iv("import", corpus / "frames-3k9.gif")
+    assert r.rc == EXIT_PARTIAL, str(r)
+    assert ("the image has 9 frames of 3000×3000 pixels, 81000000 pixels in all, over the "
+            "limit of 52428800 (image.max-total-pixels)") in r.err, str(r)
+    assert "frames-3k9.gif" not in listed(store)
+    import_ok(store, corpus / "anim10.gif", corpus / "photo.jpg")   # small ones go in
+    config(store, "image.max-total-pixels=100M", shown="104857600")
+    import_ok(store, corpus / "frames-3k9.gif")
+    assert set(listed(store)) == {"anim10.gif", "photo.jpg", "frames-3k9.gif"}
+
+
 def test_config_types(filled, corpus):
     config(filled, "image.types=jpeg,png")
     for name, kind in (("plain.gif", "gif"), ("photo.webp", "webp")):
@@ -419,9 +443,56 @@ def test_config_refuses_bad_values(store):
     r = store.iv("config")
     assert r.rc == EXIT_OK, str(r)
     for default in ("image.max-bytes=52428800", "image.max-pixels=100000000",
-                    "image.max-frames=500", "image.types=jpeg,png,gif,webp,heic,avif",
+                    "image.max-frames=500", "image.max-total-pixels=400000000",
+                    "image.decode-memory=536870912", "image.types=jpeg,png,gif,webp,heic,avif",
                     "thumb.size=256"):
         assert re.search(rf"^{re.escape(default)}$", r.out, re.M), str(r)
+
+
+# ---- decode memory ---------------------------------------------------------------------
+
+def vm_hwm(pid):
+    """The peak resident memory of process @pid, in bytes (VmHWM)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmHWM in /proc/{pid}/status")
+
+
+def wait_thumb(user, path, timeout=300):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return as_user(user, read_bytes, path)
+        except OSError as e:
+            if e.errno != errno.EAGAIN or time.monotonic() > deadline:
+                raise
+
+
+# One 10000×10000 GIF (67 KiB) takes a 400 MB canvas to decode; two users' thumbnail
+# workers decoding at once took the daemon to ~900 MiB.  The budget (image.decode-memory,
+# 512 MiB) lets one such decode run at a time: one canvas and the daemon's own memory.
+DECODE_PEAK_BOUND = 700 << 20
+
+
+def test_concurrent_large_decodes_share_the_memory_budget(system_mount, corpus):
+    m = system_mount
+    gif = (corpus / "canvas-10k.gif").read_bytes()
+    written = [(user, name) for name in ("one.gif", "two.gif", "three.gif")
+               for user in (m.alice, m.bob)]
+    # All six at once, as far as the workers can tell: each write takes milliseconds,
+    # each decode seconds.
+    for user, name in written:
+        as_user(user, write_file, m.original(name, user=user), gif)
+    for user, name in written:
+        thumb = wait_thumb(user, m.thumb(name, user=user))
+        assert thumb[:6] == b"GIF89a" or thumb[:6] == b"GIF87a", (user, name)
+    peak = vm_hwm(m.daemon.pid)
+    assert peak < DECODE_PEAK_BOUND, \
+        f"imgvaultd's peak memory was {peak >> 20} MiB, over {DECODE_PEAK_BOUND >> 20} MiB"
+    for user, name in written:
+        assert as_user(user, read_bytes, m.original(name, user=user)) == gif
 
 
 # ---- thumbnails ---------------------------------------------------------------------------
