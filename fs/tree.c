@@ -321,12 +321,15 @@ static int64_t file_image(struct tree *t, fuse_ino_t ino)
  * on a replaced version must not be cut to the new one's.  -1: unknown.
  * Lock held.
  */
-static off_t version_size(struct tree *t, fuse_ino_t ino)
+static off_t version_size(struct tree *t, fuse_ino_t ino, const struct vault_image *im)
 {
-	struct catalog_version ver;
+	int64_t vid = INO_VAL(ino) >> 2;
 
-	if (catalog_version_get(vault_catalog(t->v), INO_VAL(ino) >> 2, &ver, NULL) == 0)
-		return (off_t)ver.size;
+	/* Content sizes, from the sealed records (blobs are padded). */
+	if (vid == im->current_version)
+		return (off_t)im->size;
+	if (vid == im->pristine_version)
+		return (off_t)im->pristine_size;
 	for (size_t i = 0; i < RETIRED_SLOTS; i++)
 		if (t->retired[i].version == INO_VAL(ino) >> 2)
 			return (off_t)t->retired[i].size;
@@ -550,7 +553,7 @@ static int node_attr(struct tree *t, fuse_req_t req, fuse_ino_t ino, struct hand
 		return -ENOENT;
 	file_attr(t, u, &im, view, st);
 	st->st_ino = ino;
-	if (INO_KIND(ino) == K_VERSION && (size = version_size(t, ino)) >= 0)
+	if (INO_KIND(ino) == K_VERSION && (size = version_size(t, ino, &im)) >= 0)
 		st->st_size = size;
 	else if (INO_KIND(ino) == K_FILE && h && h->f)
 		st->st_size = (off_t)vault_file_size(h->f);   /* a thumbnail made since */

@@ -1135,9 +1135,13 @@ int vault_image_describe(struct vault_session *s, const struct catalog_image *ci
 		out->name_len = (size_t)snprintf(out->name, sizeof(out->name), "damaged-%s", pid);
 		out->damaged = true;
 	}
+	/* Sizes are the content's, sealed in the records (blobs are padded). */
 	if (ci->pristine_version && catalog_version_get(s->v->cat, ci->pristine_version, &ver,
-							NULL) == 0)
+							NULL) == 0) {
 		out->pristine_size = ver.size;
+		if (vault_open_attrs(s->keys, &ver, ci->pid, &at) == 0)
+			vault_content_size(ver.size, &at, &out->pristine_size);
+	}
 	if (!ci->current_version)
 		return 0;
 	{
@@ -1145,6 +1149,9 @@ int vault_image_describe(struct vault_session *s, const struct catalog_image *ci
 		if (catalog_thumb_get(s->v->cat, ci->current_version, &t, NULL) == 0) {
 			out->thumb_ready = true;
 			out->thumb_size = t.size;
+			if (vault_open_record(s->keys, "thumb", &t.blob, ci->current_version,
+					      t.attrs_enc, t.attrs_enc_len, &at) == 0)
+				vault_content_size(t.size, &at, &out->thumb_size);
 		}
 	}
 	if ((ret = catalog_version_get(s->v->cat, ci->current_version, &ver, e)) < 0)
@@ -1156,8 +1163,9 @@ int vault_image_describe(struct vault_session *s, const struct catalog_image *ci
 	}
 	const struct user_keys *k = (s->prev && ver.key_epoch != s->key_epoch) ? s->prev : s->keys;
 	/* Attributes are resealed with the rotation, names too: try both keys. */
-	if (vault_open_attrs(s->keys, &ver, ci->pid, &at) < 0 &&
-	    vault_open_attrs(k, &ver, ci->pid, &at) < 0) {
+	if ((vault_open_attrs(s->keys, &ver, ci->pid, &at) < 0 &&
+	     vault_open_attrs(k, &ver, ci->pid, &at) < 0) ||
+	    vault_content_size(ver.size, &at, &out->size) < 0) {
 		out->damaged = true;
 		return 0;
 	}
@@ -1330,7 +1338,7 @@ int vault_stage(struct vault_session *s, struct image_sniffer *sniffer, const vo
 		hash_job_run(&job);
 	/* The blob is durable before any catalog names it. */
 	ret = blob_writer_open(s->v->bs, s->keys->file_wrap, s->uid, &w, e);
-	if (ret == 0 && (ret = blob_writer_write(w, data, size, e)) < 0)
+	if (ret == 0 && (ret = vault_write_padded(w, data, size, &out->stored, e)) < 0)
 		blob_writer_abort(w);
 	else if (ret == 0)
 		ret = blob_writer_commit(w, &out->blob, e);
@@ -1340,6 +1348,7 @@ int vault_stage(struct vault_session *s, struct image_sniffer *sniffer, const vo
 		return ret;
 	memcpy(out->attrs.sha256, job.digest, sizeof(job.digest));
 	out->size = size;
+	out->attrs.size = size;
 	out->key_epoch = s->key_epoch;
 	out->staged = true;
 	return 0;
@@ -1398,7 +1407,7 @@ static int commit_version(struct vault_session *s, struct catalog_image *ci,
 	if (!ci->id && (ret = catalog_image_add(v->cat, ci, e)) < 0)
 		return ret;
 	ver.blob = st->blob;
-	ver.size = st->size;
+	ver.size = st->stored ? st->stored : st->size;
 	ver.key_epoch = st->key_epoch;
 	ver.created = vault_now();
 	ver.image_id = ci->id;
@@ -1763,6 +1772,9 @@ static int thumb_open(struct vault_session *s, int64_t vid, struct vault_file *f
 	    (!s->prev || vault_open_record(s->prev, "thumb", &t.blob, vid, t.attrs_enc,
 					   t.attrs_enc_len, &f->attrs) < 0))
 		return iverr_set(e, IV_EDAMAGE, "its thumbnail's attributes fail authentication");
+	if (vault_content_size(t.size, &f->attrs, &f->size) < 0)
+		return iverr_set(e, IV_EDAMAGE, "its thumbnail's record claims more bytes than "
+				 "its blob holds");
 	/* A thumbnail's blob is read like a version's: same key epochs. */
 	f->ver.id = vid;
 	f->ver.image_id = f->im.id;
@@ -1810,6 +1822,8 @@ int vault_file_open(struct vault_session *s, int64_t image_id, enum vault_varian
 	else if (vault_open_attrs(s->keys, &f->ver, ci.pid, &f->attrs) < 0 &&
 	    (!s->prev || vault_open_attrs(s->prev, &f->ver, ci.pid, &f->attrs) < 0))
 		ret = iverr_set(e, IV_EDAMAGE, "its recorded attributes fail authentication");
+	else if (vault_content_size(f->ver.size, &f->attrs, &f->size) < 0)
+		ret = iverr_set(e, IV_EDAMAGE, "its record claims more bytes than its blob holds");
 	else
 		ret = vault_open_version_blob(s, &f->ver, &f->r, e);
 	if (ret == -IV_EDAMAGE)
@@ -1825,7 +1839,7 @@ out_free:
 
 uint64_t vault_file_size(const struct vault_file *f)
 {
-	return f->r ? blob_reader_size(f->r) : 0;
+	return f->r ? f->size : 0;
 }
 
 ssize_t vault_file_pread(struct vault_file *f, void *buf, size_t len, uint64_t off,
@@ -1833,8 +1847,10 @@ ssize_t vault_file_pread(struct vault_file *f, void *buf, size_t len, uint64_t o
 {
 	ssize_t n;
 
-	if (!f->r)
+	if (!f->r || off >= f->size)
 		return 0;
+	if (len > f->size - off)
+		len = (size_t)(f->size - off);   /* the padding is not content */
 	n = blob_reader_pread(f->r, buf, len, off, e);
 	if (n == -IV_EDAMAGE && e) {
 		char inner[sizeof(e->msg)];

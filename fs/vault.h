@@ -241,7 +241,8 @@ int vault_import(struct vault_session *s, int64_t album_id, const char *name, si
  */
 struct vault_staged {
 	struct blob_id blob;
-	uint64_t size;
+	uint64_t size;                /* content bytes */
+	uint64_t stored;              /* the blob's (padded) plaintext bytes */
 	int64_t key_epoch;
 	struct version_attrs attrs;
 	bool staged;
@@ -347,6 +348,7 @@ struct vault_thumb_job {
 	int64_t version_id;
 	int64_t image_id;
 	struct catalog_version ver;
+	uint64_t content;             /* the version's content bytes (its blob is padded) */
 	enum image_type type;
 	uint32_t size;                /* long edge */
 	struct membudget *budget;     /* decode memory, shared (membudget.h); NULL: none */

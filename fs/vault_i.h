@@ -46,6 +46,7 @@ struct vault_session {
 struct vault_file {
 	struct vault_session *s;
 	struct blob_reader *r;           /* NULL for an empty placeholder */
+	uint64_t size;                   /* content bytes (the blob may hold padding) */
 	struct catalog_version ver;
 	struct version_attrs attrs;
 	struct vault_image im;
@@ -102,6 +103,19 @@ int vault_image_describe(struct vault_session *s, const struct catalog_image *ci
 /* Reseals @s's signing keys (desktop store) under a rotated user key. */
 int vault_share_reseal(struct vault_session *s, const struct user_keys *old,
 		       const struct user_keys *nk, struct iverr *e);
+
+/* ---- padding of blobs (vault_seal.c) ---- */
+
+/* The stored size of @n bytes of content: Padmé (Nikitin et al., PETS 2019),
+ * at most 12 % more, so that a blob's size no longer tells its exact size. */
+uint64_t vault_padded_size(uint64_t n);
+/* Writes @data then zeros up to vault_padded_size(@len); *stored is that. */
+int vault_write_padded(struct blob_writer *w, const void *data, size_t len, uint64_t *stored,
+		       struct iverr *e);
+/* A version's or thumbnail's content size: its record's (form 2), else the
+ * blob's (written unpadded); -IV_EDAMAGE when the record claims more than
+ * the blob holds. */
+int vault_content_size(uint64_t stored, const struct version_attrs *a, uint64_t *size);
 
 /* ---- the authenticated catalog (vault_auth.c) ---- */
 

@@ -149,14 +149,16 @@ static int fsck_verify_content(struct fsck *f, struct vault_session *s,
 	struct blob_reader *r = NULL;
 	struct version_attrs at;
 	crypto_hash_sha256_state st;
-	uint8_t digest[32], *buf;
-	uint64_t off = 0;
+	uint8_t digest[32], *buf, nonzero = 0;
+	uint64_t off = 0, content;
 	ssize_t n = 0;
 	int ret;
 
 	if (open_item_record(s->keys, it, &at) < 0 &&
 	    (!s->prev || open_item_record(s->prev, it, &at) < 0))
 		return iverr_set(err, IV_EDAMAGE, "its recorded attributes fail authentication");
+	if (vault_content_size(it->ver.size, &at, &content) < 0)
+		return iverr_set(err, IV_EDAMAGE, "its record claims more bytes than its blob holds");
 	if ((ret = vault_open_version_blob(s, &it->ver, &r, err)) < 0)
 		return ret;
 	buf = malloc(1 << 20);
@@ -164,9 +166,14 @@ static int fsck_verify_content(struct fsck *f, struct vault_session *s,
 		blob_reader_close(r);
 		return iverr_set(err, ENOMEM, "out of memory");
 	}
+	/* The content is hashed; the padding after it must be zeros. */
 	crypto_hash_sha256_init(&st);
 	while ((n = blob_reader_pread(r, buf, 1 << 20, off, err)) > 0) {
-		crypto_hash_sha256_update(&st, buf, (size_t)n);
+		size_t in = off >= content ? 0 : (size_t)(content - off < (uint64_t)n ?
+							   content - off : (uint64_t)n);
+		crypto_hash_sha256_update(&st, buf, in);
+		for (size_t i = in; i < (size_t)n; i++)
+			nonzero |= buf[i];
 		off += (uint64_t)n;
 		f->r->bytes_verified += (uint64_t)n;
 	}
@@ -177,6 +184,8 @@ static int fsck_verify_content(struct fsck *f, struct vault_session *s,
 		return (int)n;
 	if (sodium_memcmp(digest, at.sha256, 32) != 0)
 		return iverr_set(err, IV_EDAMAGE, "content does not match its recorded SHA-256");
+	if (nonzero)
+		return iverr_set(err, IV_EDAMAGE, "its padding is not zeros");
 	return 0;
 }
 

@@ -119,6 +119,48 @@ int vault_open_name(const struct user_keys *k, const char *tag, const uint8_t pi
 	return ret;
 }
 
+uint64_t vault_padded_size(uint64_t n)
+{
+	unsigned e, s, last;
+	uint64_t mask;
+
+	if (n < 2)
+		return n;
+	e = 63 - (unsigned)__builtin_clzll(n);           /* floor(log2 n) */
+	s = 32 - (unsigned)__builtin_clz(e);              /* floor(log2 e) + 1 */
+	last = e - s;
+	mask = (UINT64_C(1) << last) - 1;
+	return (n + mask) & ~mask;
+}
+
+int vault_write_padded(struct blob_writer *w, const void *data, size_t len, uint64_t *stored,
+		       struct iverr *e)
+{
+	static const uint8_t zeros[65536];
+	uint64_t pad = vault_padded_size(len) - len;
+	int ret = blob_writer_write(w, data, len, e);
+
+	while (ret == 0 && pad) {
+		size_t n = pad < sizeof(zeros) ? (size_t)pad : sizeof(zeros);
+		ret = blob_writer_write(w, zeros, n, e);
+		pad -= n;
+	}
+	*stored = vault_padded_size(len);
+	return ret;
+}
+
+int vault_content_size(uint64_t stored, const struct version_attrs *a, uint64_t *size)
+{
+	if (a->form < 2 || a->size == 0) {
+		*size = stored;
+		return 0;
+	}
+	if (a->size > stored)
+		return -IV_EDAMAGE;
+	*size = a->size;
+	return 0;
+}
+
 /* A record belongs to one blob and one owner: TAG || blob id || owner, the
  * owner being the image's public id for a version ("attrs") and the
  * version's row id (LE64) for a thumbnail ("thumb"), so that neither the

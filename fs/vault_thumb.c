@@ -35,6 +35,8 @@ int vault_thumb_job(struct vault_session *s, int64_t version_id, struct vault_th
 	if (vault_open_attrs(s->keys, &job->ver, ci.pid, &at) < 0 &&
 	    (!s->prev || vault_open_attrs(s->prev, &job->ver, ci.pid, &at) < 0))
 		return iverr_set(e, IV_EDAMAGE, "its recorded attributes fail authentication");
+	if (vault_content_size(job->ver.size, &at, &job->content) < 0)
+		return iverr_set(e, IV_EDAMAGE, "its record claims more bytes than its blob holds");
 	job->type = image_type_of(at.mime);
 	job->size = s->v->limits.thumb_size;
 	return 0;
@@ -88,21 +90,21 @@ int vault_thumb_make(struct vault_session *s, const struct vault_thumb_job *job,
 		return iverr_set(e, IV_EDAMAGE, "its recorded type is not an image type");
 	if ((ret = vault_open_version_blob(s, &job->ver, &r, e)) < 0)
 		return ret;
-	plain = malloc(job->ver.size ? job->ver.size : 1);
+	plain = malloc(job->content ? job->content : 1);
 	if (!plain) {
 		ret = iverr_set(e, ENOMEM, "out of memory");
 		goto out;
 	}
-	n = blob_reader_pread(r, plain, job->ver.size, 0, e);
-	if (n < 0 || (uint64_t)n != job->ver.size) {
+	n = blob_reader_pread(r, plain, job->content, 0, e);
+	if (n < 0 || (uint64_t)n != job->content) {
 		ret = n < 0 ? (int)n : iverr_set(e, IV_EDAMAGE, "its blob is short");
 		goto out;
 	}
 	/* The decode waits until its memory fits beside the others' in flight. */
-	if ((ret = image_decode_cost(plain, job->ver.size, job->type, job->size, &cost, e)) < 0)
+	if ((ret = image_decode_cost(plain, job->content, job->type, job->size, &cost, e)) < 0)
 		goto out;
 	held = membudget_acquire(job->budget, cost);
-	ret = image_thumbnail(plain, job->ver.size, job->type, job->size, &thumb, &thumb_len,
+	ret = image_thumbnail(plain, job->content, job->type, job->size, &thumb, &thumb_len,
 			      &type, e);
 	membudget_release(job->budget, held);
 	if (ret < 0)
@@ -111,20 +113,21 @@ int vault_thumb_make(struct vault_session *s, const struct vault_thumb_job *job,
 	crypto_hash_sha256(out->attrs.sha256, thumb, thumb_len);
 	if ((ret = blob_writer_open(s->v->bs, s->keys->file_wrap, s->uid, &w, e)) < 0)
 		goto out;
-	if ((ret = blob_writer_write(w, thumb, thumb_len, e)) < 0)
+	if ((ret = vault_write_padded(w, thumb, thumb_len, &out->stored, e)) < 0)
 		goto out;
 	ret = blob_writer_commit(w, &out->blob, e);
 	w = NULL;
 	if (ret < 0)
 		goto out;
 	out->size = thumb_len;
+	out->attrs.size = thumb_len;
 	out->key_epoch = s->key_epoch;
 	out->staged = true;
 out:
 	blob_writer_abort(w);
 	blob_reader_close(r);
 	if (plain)
-		sodium_memzero(plain, job->ver.size);
+		sodium_memzero(plain, job->content);
 	free(plain);
 	image_buffer_free(thumb);
 	return ret;
@@ -155,7 +158,7 @@ int vault_thumb_commit(struct vault_session *s, const struct vault_thumb_job *jo
 	replaced = catalog_thumb_get(cat, job->version_id, &old, NULL) == 0;
 	t.version_id = job->version_id;
 	t.blob = st->blob;
-	t.size = st->size;
+	t.size = st->stored ? st->stored : st->size;
 	t.key_epoch = st->key_epoch;
 	t.created = vault_now();
 	vault_seal_record(s->keys, "thumb", &t.blob, t.version_id, &st->attrs, t.attrs_enc,
