@@ -445,14 +445,20 @@ def test_thumbnail_swap_through_the_mount(store, image_set, tmp_path, desktop_mo
          ("UPDATE thumbs SET version_id = ? WHERE version_id = -1", (vy,)))
     m.daemon.expect_errors = True
     m.start()
-    for name, other in (("x.jpg", ty), ("y.jpg", tx)):
+    for name, own, other in (("x.jpg", tx, ty), ("y.jpg", ty, tx)):
         try:
             got = read_bytes(m.thumb(name))
         except OSError as e:
             assert e.errno == errno.EIO, f"thumb/{name}: {e}"
         else:
             assert got != other, f"thumb/{name} served the other image's thumbnail"
-            pytest.fail(f"thumb/{name} served {len(got)} bytes from a forged thumbnail row")
+            # a thumbnail remade from the image itself is no harm
+            assert got == own, f"thumb/{name} served {len(got)} bytes, neither its own " \
+                               f"thumbnail nor the other's"
+    m.stop()
+    with s.db() as c:
+        rows = dict(c.execute("SELECT version_id, hex(blob_id) FROM thumbs"))
+    print("thumb rows after the mount:", rows, "swapped:", vx, vy)
 
 
 # ---- 8. sealed names and tags are padded ----
@@ -488,3 +494,214 @@ def test_tags_are_padded(store, image_set, tmp_path, desktop_mount):
     assert None not in tags and len(tags) == 1, f"tags of 1 and 20 bytes seal to {tags}"
     assert None not in comments and len(comments) == 1, \
         f"comments of 1 and 20 bytes seal to {comments}"
+
+
+# ---- 5. rows added or widened in a system store: links, partners, web-read ----
+
+def ed25519_keypair():
+    """(sign(msg) -> 64 bytes, raw 32-byte public key), without libsodium's python."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+    sk = Ed25519PrivateKey.generate()
+    return sk.sign, sk.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def forge_token(sign, kid, tid, image_pid, not_before, expires, partner=0, uses=0):
+    from gatewaylib import b64url_encode
+    payload = (bytes([1]) + kid + tid + image_pid + bytes([0, 0]) +
+               not_before.to_bytes(8, "little") + expires.to_bytes(8, "little") +
+               partner.to_bytes(8, "little") + uses.to_bytes(4, "little"))
+    assert len(payload) == 71
+    sig = sign(b"imgvault share token v1\0" + payload)
+    return b64url_encode(payload) + "." + b64url_encode(sig)
+
+
+def keyring_kids(path):
+    return {line.split()[0] for line in Path(path).read_text().splitlines()
+            if line and not line.startswith("#") and not line.startswith("imgvault-keyring")}
+
+
+@pytest.fixture
+def gw_system(system_store, image_set, tmp_path, unix_users, passfile):
+    """A system store: bob (no passphrase, so imgvaultd opens his vault with the
+    server key) holds photo.jpg, alice has a passphrase (her vault stays locked
+    in the daemon); share.base-url set; not served yet."""
+    if not is_root():
+        pytest.skip("system stores need root")
+    from gatewaylib import free_port, short_dir
+    s = system_store
+    add_user(s, s.alice, passfile)
+    add_user(s, s.bob)
+    x = image_set["photo.jpg"].read_bytes()
+    r = s.iv("--user", s.bob, "import", image_set["photo.jpg"])
+    assert r.rc == 0, str(r)
+    s.port = free_port()
+    r = s.iv("config", f"share.base-url=http://127.0.0.1:{s.port}")
+    assert r.rc == 0, str(r)
+    s.sockdir = short_dir()
+    s.mnt = tmp_path / "mnt"
+    s.x = x
+    s.daemon = None
+    s.gwuser = unix_users("ivgw")
+    yield s
+    if s.daemon is not None:
+        from gatewaylib import stop_daemon
+        stop_daemon(s.daemon)
+    shutil.rmtree(s.sockdir, ignore_errors=True)
+
+
+def serve(s):
+    """Starts imgvaultd --system on @s; None when it refuses to start (with its log)."""
+    from gatewaylib import start_daemon
+    try:
+        s.daemon = start_daemon(s, s.mnt, s.sockdir / "control.sock", "--gateway-user",
+                                s.gwuser, system=True)
+    except pytest.fail.Exception as e:
+        s.daemon = None
+        return str(e)
+    return None
+
+
+def unserve(s):
+    from gatewaylib import stop_daemon
+    if s.daemon is not None:
+        stop_daemon(s.daemon)
+        s.daemon = None
+
+
+def share_as(s, user, spec, *args):
+    """@user mints a link through the running daemon (as test_gateway's
+    system-mode test does: @user cannot read the store's lock, so a lock of
+    the test's own, held as the daemon holds the real one, points at it)."""
+    import fcntl
+    pointer = s.sockdir / f"pointer-{user}"
+    pointer.mkdir(mode=0o755, exist_ok=True)
+    (pointer / "lock").write_text(f"imgvaultd control={s.daemon.control} (test)\n")
+    (pointer / "lock").chmod(0o644)
+    with open(pointer / "lock") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        r = run_cli(s.binary, "-s", pointer, "--json", "share", spec, *args, as_user=user)
+    assert r.rc == 0, str(r)
+    from gatewaylib import Link
+    return Link(r.json()[-1])
+
+
+def test_forged_signing_key_and_share_row(gw_system, gateway):
+    """A signing key of the attacker's own (under the store's scope, under
+    bob's uid, under the uid of alice, whose vault the daemon has not
+    unlocked) and a share row for bob's image expiring in 10 years: the
+    forged token gets no 200, and the daemon does not publish the keys."""
+    from gatewaylib import curl
+    s = gw_system
+    bob_uid = uid_of(s.bob)
+    # control: a real link works
+    assert serve(s) is None
+    good = share_as(s, s.bob, "default/photo.jpg")
+    g = gateway(s, as_user=s.gwuser)
+    r = curl(good.url)
+    assert r.status == 200 and r.body, repr(r)
+    unserve(s)
+
+    with s.db() as c:
+        image_rowid, pid = c.execute("SELECT id, pid FROM images WHERE uid = ?",
+                                     (bob_uid,)).fetchone()
+    now = int(time.time())
+    forged = []
+    alice_uid = uid_of(s.alice)
+    for owner in (-1, bob_uid, alice_uid):
+        sign, pk = ed25519_keypair()
+        kid, tid = os.urandom(8), os.urandom(16)
+        edit(s, ("INSERT INTO signing_keys(kid, owner, public, secret_enc, created, retired,"
+                 " mac) VALUES (?, ?, ?, ?, ?, 0, ?)",
+                 (kid, owner, pk, os.urandom(72), now - 60, os.urandom(32))),
+             ("INSERT INTO shares(tid, kid, uid, image_id, variant, disposition, not_before,"
+              " expires, partner_id, uses_max, uses, created, revoked, served, mac)"
+              " VALUES (?, ?, ?, ?, 0, 0, ?, ?, 0, 0, 0, ?, 0, 0, ?)",
+              (tid, kid, bob_uid, image_rowid, now - 60, now + 10 * 365 * 86400, now - 60,
+               os.urandom(32))))
+        forged.append((owner, kid, forge_token(sign, kid, tid, pid, now - 60,
+                                               now + 10 * 365 * 86400)))
+
+    refusal = serve(s)
+    print("daemon after the forgery:", "refused: " + refusal[-600:] if refusal else "served")
+    if refusal is not None:
+        assert re.search(r"seal|authentic|rolled back|damaged", refusal), refusal
+        return        # the daemon refused the forged catalog: nothing is served
+    published = keyring_kids(s.daemon.keyring)
+    g = gateway(s, port=free_port_(), as_user=s.gwuser)
+    for owner, kid, token in forged:
+        r = curl(g.url(f"/s/{token}"))
+        print("forged", owner, r.status, r.body[:80], "published:", kid.hex() in published)
+        assert r.status != 200, f"forged token (key owner {owner}) served: {r!r}"
+        assert sha256(r.body) != sha256(s.x)
+        assert r.status in (403, 404, 410, 503), repr(r)
+        r = curl(g.url(f"/v/{token}"))
+        assert r.status != 200, f"forged token (key owner {owner}) got a preview page: {r!r}"
+    for owner, kid, token in forged:
+        assert kid.hex() not in published, \
+            f"imgvaultd published the forged key {kid.hex()} (owner {owner}) to the gateway"
+
+
+def free_port_():
+    from gatewaylib import free_port
+    return free_port()
+
+
+def test_widened_partner_and_uses_are_not_obeyed(gw_system, gateway):
+    """A partner limited to 192.0.2.0/24 widened to everywhere, and a one-use
+    link used up and its uses_max zeroed: neither edit is obeyed."""
+    from gatewaylib import curl
+    s = gw_system
+    assert serve(s) is None
+    r = s.iv("partner", "add", "far", "--cidr", "192.0.2.0/24")
+    assert r.rc == 0, str(r)
+    r = s.iv("partner", "add", "near", "--cidr", "127.0.0.0/8")
+    assert r.rc == 0, str(r)
+    far = share_as(s, s.bob, "default/photo.jpg", "--partner", "far")
+    once = share_as(s, s.bob, "default/photo.jpg", "--partner", "near", "--uses", "1")
+    g = gateway(s, as_user=s.gwuser)
+    assert curl(far.url).status == 403
+    r = curl(once.url)
+    assert r.status == 200 and r.body, repr(r)
+    assert curl(once.url).status == 410
+    unserve(s)
+
+    with s.db() as c:
+        (cidrs,) = c.execute("SELECT cidrs FROM partners WHERE name = 'far'").fetchone()
+    wide = cidrs.replace("192.0.2.0/24", "0.0.0.0/0") if "192.0.2.0/24" in cidrs \
+        else "0.0.0.0/0"
+    edit(s, ("UPDATE partners SET cidrs = ? WHERE name = 'far'", (wide,)),
+         ("UPDATE shares SET uses_max = 0 WHERE tid = ?", (bytes.fromhex(once.token_id),)))
+    refusal = serve(s)
+    print("daemon after the edit:", "refused: " + refusal[-600:] if refusal else "served")
+    if refusal is not None:
+        return
+    g = gateway(s, port=free_port_(), as_user=s.gwuser)
+    for link in (far, once):
+        for route in ("s", "v"):
+            r = curl(link.at(route).replace(f":{s.port}/", f":{g.port}/"))
+            print(route, link.token_id, r.status, r.body[:80])
+            assert r.status != 200, f"/{route}/ of an edited link served: {r!r}"
+            assert sha256(r.body) != sha256(s.x)
+
+
+def test_web_read_flipped_for_a_user_who_did_not_opt_in(system_mount, image_set):
+    """users.web_read set to 1 for bob, behind the store's back: the readers
+    group still cannot read his images."""
+    m = system_mount
+    data = image_set["icon.gif"].read_bytes()
+    as_user(m.bob, write_file, m.original("b.gif", user=m.bob), data)
+    assert err_of(m.web, read_bytes, m.original("b.gif", user=m.bob)) == errno.EACCES
+    m.daemon.stop()
+    edit(m.store, ("UPDATE users SET web_read = 1 WHERE uid = ?", (uid_of(m.bob),)))
+    m.daemon.expect_errors = True
+    m.daemon.start()
+    time.sleep(1.2)
+    e = err_of(m.web, read_bytes, m.original("b.gif", user=m.bob))
+    assert e in (errno.EACCES, errno.EIO, errno.ENOENT), e
+    e = err_of(m.web, os.listdir, m.base(m.bob))
+    assert e in (errno.EACCES, errno.EIO, errno.ENOENT), e
+    m.daemon.stop()
+    r = m.store.iv("fsck")
+    assert r.rc == EXIT_DAMAGE and re.search(r"user row \d+ fails authentication",
+                                             r.out + r.err), str(r)
