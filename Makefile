@@ -57,7 +57,7 @@ UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 LIB       := $(BUILD)/libimgvault.a
 PROGS     := $(BUILD)/imgvault $(BUILD)/imgvaultd $(BUILD)/imgvault-gateway
 GATEWAY_PROG ?= $(BUILD)/imgvault-gateway
-BENCH_BIN := $(BUILD)/bench/blob_throughput
+BENCH_BIN := $(BUILD)/bench/blob_throughput $(BUILD)/bench/catalog_auth
 
 PYTEST    := /usr/bin/python3 -m pytest
 

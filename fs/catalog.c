@@ -405,6 +405,7 @@ int catalog_open(const char *path, bool create, struct catalog **out, struct ive
 		free(c);
 		return iverr_set(e, ENOMEM, "out of memory");
 	}
+	auth_init(c);
 	if (!create) {
 		struct stat st;
 		bool missing = stat(path, &st) < 0;

@@ -68,9 +68,15 @@ static int col_count(const char *cols)
 	return n;
 }
 
-int auth_ncols(enum auth_tab t)
+int auth_ncols(const struct catalog *c, enum auth_tab t)
 {
-	return col_count(tables[t].sel);
+	return c->auth_ncols[t];
+}
+
+void auth_init(struct catalog *c)
+{
+	for (int t = 0; t < A_COUNT; t++)
+		c->auth_ncols[t] = col_count(tables[t].sel);
 }
 
 static int state_read(struct catalog *c, int64_t scope, uint8_t sum[32], int64_t *rows,
@@ -145,6 +151,9 @@ bool catalog_auth_has_key(struct catalog *c, int64_t scope)
 
 void auth_keys_free(struct catalog *c)
 {
+	for (size_t i = 0; i < AUTH_STMT_CACHE; i++)
+		sqlite3_finalize(c->auth_cache[i].st);
+	memset(c->auth_cache, 0, sizeof(c->auth_cache));
 	for (size_t i = 0; i < c->nkeys; i++)
 		sodium_free(c->keys[i].key);
 	free(c->keys);
@@ -203,12 +212,12 @@ static void hash_column(crypto_generichash_state *h, sqlite3_stmt *st, int col)
 
 /* MAC of the row at @st whose scope column is @col: H(key; domain || table
  * || LE64 scope || columns). */
-static void row_mac(const struct auth_key *k, enum auth_tab t, sqlite3_stmt *st, int col,
-		    uint8_t out[MAC_LEN])
+static void row_mac(const struct catalog *c, const struct auth_key *k, enum auth_tab t,
+		    sqlite3_stmt *st, int col, uint8_t out[MAC_LEN])
 {
 	crypto_generichash_state h;
 	const char *tag = tables[t].tag;
-	int n = auth_ncols(t) - 2;
+	int n = auth_ncols(c, t) - 2;
 
 	crypto_generichash_init(&h, k->key, MAC_LEN, MAC_LEN);
 	crypto_generichash_update(&h, (const uint8_t *)row_domain, sizeof(row_domain));
@@ -443,14 +452,14 @@ int auth_check_cols(struct catalog *c, enum auth_tab t, sqlite3_stmt *st, int co
 	int64_t scope;
 	struct auth_key *k;
 	uint8_t mac[MAC_LEN];
-	int mcol = col + auth_ncols(t) - 1;
+	int mcol = col + auth_ncols(c, t) - 1;
 
 	if (sqlite3_column_type(st, col) == SQLITE_NULL)
 		return 0;   /* dangling: no owner to check it for (fsck reports it) */
 	scope = sqlite3_column_int64(st, col);
 	if (!(k = key_find(c, scope)) || !k->sealed || c->lenient)
 		return 0;   /* a keyless read, a scope not sealed yet, or fsck */
-	row_mac(k, t, st, col, mac);
+	row_mac(c, k, t, st, col, mac);
 	if (sqlite3_column_bytes(st, mcol) != MAC_LEN ||
 	    sodium_memcmp(mac, sqlite3_column_blob(st, mcol), MAC_LEN) != 0)
 		return row_fail(c, t, rowid, scope, e);
@@ -525,12 +534,12 @@ int auth_before(struct catalog *c, enum auth_tab t, int64_t rowid, struct iverr 
 	sqlite3_stmt *st;
 	struct auth_key *k;
 	uint8_t mac[MAC_LEN];
-	int mcol = auth_ncols(t) - 1;
+	int mcol = auth_ncols(c, t) - 1;
 	int ret = row_load(c, t, rowid, &st, &k, e);
 
 	if (ret <= 0)
 		return ret;
-	row_mac(k, t, st, 0, mac);
+	row_mac(c, k, t, st, 0, mac);
 	if (sqlite3_column_bytes(st, mcol) != MAC_LEN ||
 	    sodium_memcmp(mac, sqlite3_column_blob(st, mcol), MAC_LEN) != 0) {
 		int64_t scope = sqlite3_column_int64(st, 0);
@@ -546,7 +555,7 @@ int auth_forget(struct catalog *c, enum auth_tab t, int64_t rowid, struct iverr 
 	sqlite3_stmt *st;
 	struct auth_key *k;
 	uint8_t mac[MAC_LEN];
-	int mcol = auth_ncols(t) - 1;
+	int mcol = auth_ncols(c, t) - 1;
 	int ret = row_load(c, t, rowid, &st, &k, e);
 
 	if (ret <= 0)
@@ -609,11 +618,41 @@ int auth_after(struct catalog *c, enum auth_tab t, int64_t rowid, struct iverr *
 
 	if (ret <= 0)
 		return ret;
-	row_mac(k, t, st, 0, mac);
+	row_mac(c, k, t, st, 0, mac);
 	sqlite3_reset(st);
 	if ((ret = mac_store(c, t, rowid, mac, e)) < 0)
 		return ret;
 	return pending_note(c, k, mac, false, e);
+}
+
+/* The statement of @sql, prepared once per catalog: @sql is one of the
+ * constant strings of catalog.c (kept by address). */
+sqlite3_stmt *auth_cached_stmt(struct catalog *c, const char *sql, struct iverr *e)
+{
+	size_t i;
+	int rc;
+
+	for (i = 0; i < AUTH_STMT_CACHE && c->auth_cache[i].sql; i++)
+		if (c->auth_cache[i].sql == sql) {
+			sqlite3_reset(c->auth_cache[i].st);
+			sqlite3_clear_bindings(c->auth_cache[i].st);
+			return c->auth_cache[i].st;
+		}
+	if (i == AUTH_STMT_CACHE) {
+		/* Full (more distinct queries than catalog.c has): start over. */
+		for (i = 0; i < AUTH_STMT_CACHE; i++)
+			sqlite3_finalize(c->auth_cache[i].st);
+		memset(c->auth_cache, 0, sizeof(c->auth_cache));
+		i = 0;
+	}
+	rc = sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &c->auth_cache[i].st,
+				NULL);
+	if (rc != SQLITE_OK) {
+		db_fail(c, rc, "authenticating rows", e);
+		return NULL;
+	}
+	c->auth_cache[i].sql = sql;
+	return c->auth_cache[i].st;
 }
 
 int auth_each_rowid(struct catalog *c, const char *sql, int64_t arg,
@@ -625,9 +664,8 @@ int auth_each_rowid(struct catalog *c, const char *sql, int64_t arg,
 	size_t n = 0, cap = 0;
 	int rc, ret = 0;
 
-	rc = sqlite3_prepare_v2(c->db, sql, -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return db_fail(c, rc, "authenticating rows", e);
+	if (!(st = auth_cached_stmt(c, sql, e)))
+		return -EIO;
 	sqlite3_bind_int64(st, 1, arg);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if (n == cap) {
@@ -648,7 +686,7 @@ int auth_each_rowid(struct catalog *c, const char *sql, int64_t arg,
 	for (size_t i = 0; i < n && !ret; i++)
 		ret = fn(c, ids[i], ctx);
 out:
-	sqlite3_finalize(st);
+	sqlite3_reset(st);
 	free(ids);
 	return ret;
 }
@@ -679,7 +717,7 @@ static int scope_walk(struct catalog *c, enum auth_tab t, const struct auth_key 
 {
 	char sql[1024];
 	sqlite3_stmt *st, *set = NULL;
-	int mcol = 1 + auth_ncols(t) - 1;
+	int mcol = 1 + auth_ncols(c, t) - 1;
 	int rc, ret = 0;
 
 	snprintf(sql, sizeof(sql), "SELECT %s.rowid, %s FROM %s WHERE (%s) = ?1 ORDER BY 1",
@@ -693,7 +731,7 @@ static int scope_walk(struct catalog *c, enum auth_tab t, const struct auth_key 
 		int64_t rowid = sqlite3_column_int64(st, 0);
 		bool good;
 
-		row_mac(k, t, st, 1, mac);
+		row_mac(c, k, t, st, 1, mac);
 		good = sqlite3_column_bytes(st, mcol) == MAC_LEN &&
 		       sodium_memcmp(mac, sqlite3_column_blob(st, mcol), MAC_LEN) == 0;
 		r->rows++;

@@ -79,6 +79,8 @@ enum auth_tab {
 	" s.not_before, s.expires, s.partner_id, s.uses_max, s.uses, s.created, s.revoked," \
 	" s.served, s.mac"
 
+#define AUTH_STMT_CACHE 24   /* the dependent-row queries of catalog*.c */
+
 /* A scope's key, in sodium_malloc memory; set by catalog_auth_key_set. */
 struct auth_key {
 	int64_t scope;
@@ -100,6 +102,8 @@ struct catalog {
 	sqlite3_stmt *stmt[S_COUNT];
 	sqlite3_stmt *auth_row[A_COUNT];   /* prepared on first use */
 	sqlite3_stmt *auth_set[A_COUNT];
+	int auth_ncols[A_COUNT];           /* columns of each AUTH_SEL_* list */
+	struct { const char *sql; sqlite3_stmt *st; } auth_cache[AUTH_STMT_CACHE];
 	int depth;         /* transaction nesting */
 	bool doomed;       /* an inner rollback happened */
 	struct auth_key *keys;
@@ -144,7 +148,9 @@ int auth_each_rowid(struct catalog *c, const char *sql, int64_t arg,
 		    int (*fn)(struct catalog *c, int64_t rowid, void *ctx), void *ctx,
 		    struct iverr *e);
 /* The number of columns of AUTH_SEL_<table>: scope, columns, MAC. */
-int auth_ncols(enum auth_tab t);
+int auth_ncols(const struct catalog *c, enum auth_tab t);
+/* Fills what auth_ncols answers (catalog_open). */
+void auth_init(struct catalog *c);
 /* Verifies row @rowid of @t by reading it again (-IV_EDAMAGE when it fails
  * under a key the catalog holds). */
 int auth_verify(struct catalog *c, enum auth_tab t, int64_t rowid, struct iverr *e);
@@ -174,6 +180,9 @@ struct auth_dep {
 int auth_run(struct catalog *c, enum auth_op op, enum auth_tab t, int64_t *rowid,
 	     sqlite3_stmt *st, const char *what, const struct auth_dep *deps, size_t ndeps,
 	     int64_t dep_arg, struct iverr *e);
+/* The statement of @sql, prepared once per catalog and reset: @sql must be
+ * a string constant (it is kept by address). */
+sqlite3_stmt *auth_cached_stmt(struct catalog *c, const char *sql, struct iverr *e);
 int auth_pending_flush(struct catalog *c, struct iverr *e);
 void auth_pending_reset(struct catalog *c);
 void auth_keys_free(struct catalog *c);

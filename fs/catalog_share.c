@@ -17,19 +17,18 @@
 static int rowid_by_key(struct catalog *c, const char *sql, const void *key, int len,
 			int64_t *rowid, struct iverr *e)
 {
-	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(c->db, sql, -1, &st, NULL);
-	int ret = 0;
+	sqlite3_stmt *st = auth_cached_stmt(c, sql, e);
+	int rc, ret = 0;
 
-	if (rc != SQLITE_OK)
-		return db_fail(c, rc, "looking up a row", e);
+	if (!st)
+		return -EIO;
 	sqlite3_bind_blob(st, 1, key, len, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
 		*rowid = sqlite3_column_int64(st, 0);
 	else
 		ret = rc == SQLITE_DONE ? -ENOENT : db_fail(c, rc, "looking up a row", e);
-	sqlite3_finalize(st);
+	sqlite3_reset(st);
 	return ret;
 }
 
@@ -37,18 +36,14 @@ static int rowid_by_key(struct catalog *c, const char *sql, const void *key, int
 static int share_change(struct catalog *c, enum auth_op op, int64_t rowid, const char *sql,
 			int64_t val, const char *what, struct iverr *e)
 {
-	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(c->db, sql, -1, &st, NULL);
-	int ret;
+	sqlite3_stmt *st = auth_cached_stmt(c, sql, e);
 
-	if (rc != SQLITE_OK)
-		return db_fail(c, rc, what, e);
+	if (!st)
+		return -EIO;
 	sqlite3_bind_int64(st, 1, rowid);
 	if (sqlite3_bind_parameter_count(st) >= 2)
 		sqlite3_bind_int64(st, 2, val);
-	ret = auth_run(c, op, A_SHARES, &rowid, st, what, NULL, 0, 0, e);
-	sqlite3_finalize(st);
-	return ret;
+	return auth_run(c, op, A_SHARES, &rowid, st, what, NULL, 0, 0, e);
 }
 
 /* ---- signing keys ---- */
