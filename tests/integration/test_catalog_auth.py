@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import sqlite3
-import subprocess
 import time
 from pathlib import Path
 
