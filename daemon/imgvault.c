@@ -107,17 +107,20 @@ static const struct command commands[] = {
 	{ "rm", cmd_rm, 0, "rm ALBUM/NAME...",
 	  "Delete images, their pristine versions included." },
 	{ "fsck", cmd_fsck, O_REPAIR, "fsck [--repair]",
-	  "Check the store: the catalog, the audit chain, every blob's structure and,\n"
-	  "for the vaults it can unlock, every byte against its SHA-256.  Leftovers of\n"
-	  "interrupted writes are removed.  --repair marks damaged images as damaged.\n"
-	  "Exit 5 when damage is found." },
+	  "Check the store: the catalog, every row against its vault's seal, the audit\n"
+	  "chain, every blob's structure and, for the vaults it can unlock, every byte\n"
+	  "against its SHA-256.  Leftovers of interrupted writes are removed (kept while\n"
+	  "a seal does not match).  --repair marks damaged images as damaged and accepts\n"
+	  "an edited catalog as it is (sealing it again).  Exit 5 when damage is found." },
 	{ "rekey", cmd_rekey, O_FULL | O_KDF, "rekey [--full]",
 	  "Rotate a vault's user key: slots resealed, metadata re-encrypted, every blob\n"
 	  "header rewrapped, or with --full every blob re-encrypted under a new file\n"
 	  "key.  A new recovery code is printed.  Interrupted, it resumes when run again." },
-	{ "audit", cmd_audit, O_LIMIT, "audit [-n N] | audit verify",
-	  "Show the audit trail (the last N entries), or verify its hash chain\n"
-	  "(exit 5 when broken) and print its head hash to anchor elsewhere." },
+	{ "audit", cmd_audit, O_LIMIT, "audit [-n N] | audit verify | audit head",
+	  "Show the audit trail (the last N entries), or verify its hash chain and\n"
+	  "sealed head (exit 5 when broken; the seal needs the server key, or your\n"
+	  "--passphrase-file in a desktop store), or print the entry count and head hash\n"
+	  "to keep outside the store: a rolled-back store shows an older head." },
 	{ "share", cmd_share, O_TTL | O_VARIANT | O_DOWNLOAD | O_USES | O_PARTNER | O_NOT_BEFORE,
 	  "share PATH [--ttl 1h] [--variant original|thumb|pristine] [--download]\n"
 	  "        [--uses N] [--partner NAME] [--not-before TIME]",

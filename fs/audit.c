@@ -39,6 +39,30 @@ void audit_hash(const uint8_t prev[32], const struct catalog_audit *a, uint8_t o
 	crypto_generichash_final(&st, out, 32);
 }
 
+/*
+ * Whether the chain still holds the entry its seal names (the new entry
+ * @seq is not in it yet).  A tail cut below the seal, or rewritten through
+ * it, must not be sealed over by the next entry: the seal stays, and
+ * audit_verify reports it.  Without the store key nothing is checked, and
+ * nothing is sealed either.
+ */
+static bool head_intact(struct catalog *c, int64_t seq)
+{
+	struct catalog_audit at;
+	uint8_t hash[32];
+	int64_t sealed;
+	bool checked;
+	int ret = catalog_audit_sealed_head(c, &sealed, hash, &checked, NULL);
+
+	if (ret == -ENOENT)
+		return true;    /* nothing sealed yet */
+	if (ret < 0 || !checked)
+		return ret == 0;
+	if (sealed >= seq || catalog_audit_get(c, sealed, &at, NULL) < 0)
+		return false;
+	return sodium_memcmp(at.hash, hash, 32) == 0;
+}
+
 int audit_append(struct catalog *c, int64_t actor, int64_t subject, const char *action,
 		 const char *object, const char *result, struct iverr *e,
 		 const char *detail, ...)
@@ -71,7 +95,7 @@ int audit_append(struct catalog *c, int64_t actor, int64_t subject, const char *
 	}
 	audit_hash(prev, &a, a.hash);
 	if ((ret = catalog_audit_insert(c, &a, e)) < 0 ||
-	    (ret = catalog_audit_seal(c, a.seq, a.hash, e)) < 0)
+	    (head_intact(c, a.seq) && (ret = catalog_audit_seal(c, a.seq, a.hash, e)) < 0))
 		goto out_rollback;
 	return catalog_commit(c, e);
 out_rollback:

@@ -210,6 +210,7 @@ static const char *const stmt_sql[S_COUNT] = {
 			   " VALUES (?9, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
 	[S_AUDIT_LAST] = "SELECT " AUDIT_COLS " FROM audit ORDER BY seq DESC LIMIT 1",
 	[S_AUDIT_LIST] = "SELECT " AUDIT_COLS " FROM audit ORDER BY seq",
+	[S_AUDIT_GET] = "SELECT " AUDIT_COLS " FROM audit WHERE seq = ?1",
 	[S_SIGNKEY_ADD] = "INSERT INTO signing_keys(" SIGNKEY_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
 	[S_SIGNKEY_GET] = "SELECT " SIGNKEY_COLS ", s.rowid, " AUTH_SEL_SIGNKEYS
 			  " FROM " AUTH_FROM_SIGNKEYS " WHERE kid = ?1",
@@ -246,6 +247,7 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_STATE_PUT] = "INSERT OR REPLACE INTO auth_state(scope, sum, rows, tag)"
 			" VALUES (?1, ?2, ?3, ?4)",
 	[S_STATE_DELETE] = "DELETE FROM auth_state WHERE scope = ?1",
+	[S_DATA_VERSION] = "PRAGMA data_version",
 	[S_BEGIN] = "BEGIN IMMEDIATE",
 	[S_COMMIT] = "COMMIT",
 	[S_ROLLBACK] = "ROLLBACK",
@@ -440,6 +442,10 @@ int catalog_open(const char *path, bool create, struct catalog **out, struct ive
 			goto out_close;
 		}
 	}
+	/* From here on, a commit by any other connection is a write behind this
+	 * process's back (it holds the store's lock): see auth_watch. */
+	if ((ret = auth_watch(c, e)) < 0)
+		goto out_close;
 	*out = c;
 	return 0;
 out_close:
@@ -1178,6 +1184,19 @@ int catalog_audit_last(struct catalog *c, struct catalog_audit *a, struct iverr 
 	int ret = stmt_row(c, st, "reading the audit trail", e);
 
 	if (ret < 0)
+		return ret;
+	audit_from_row(st, a);
+	sqlite3_reset(st);
+	return 0;
+}
+
+int catalog_audit_get(struct catalog *c, int64_t seq, struct catalog_audit *a, struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_AUDIT_GET);
+	int ret;
+
+	sqlite3_bind_int64(st, 1, seq);
+	if ((ret = stmt_row(c, st, "reading the audit trail", e)) < 0)
 		return ret;
 	audit_from_row(st, a);
 	sqlite3_reset(st);

@@ -328,6 +328,8 @@ int catalog_audit_sealed_head(struct catalog *c, int64_t *seq, uint8_t hash[32],
 int catalog_audit_insert(struct catalog *c, struct catalog_audit *a, struct iverr *e);
 /* The newest entry, or -ENOENT when the trail is empty. */
 int catalog_audit_last(struct catalog *c, struct catalog_audit *a, struct iverr *e);
+/* The entry @seq, or -ENOENT. */
+int catalog_audit_get(struct catalog *c, int64_t seq, struct catalog_audit *a, struct iverr *e);
 typedef int (*catalog_audit_fn)(const struct catalog_audit *a, void *arg);
 int catalog_audit_list(struct catalog *c, catalog_audit_fn fn, void *arg, struct iverr *e);
 

@@ -360,6 +360,17 @@ static void scope_words(int64_t scope, char *buf, size_t cap)
 		snprintf(buf, cap, "uid %lld's vault", (long long)scope);
 }
 
+static int broken_fail(struct catalog *c, int64_t scope, struct iverr *e)
+{
+	char who[48];
+
+	scope_words(scope, who, sizeof(who));
+	return iverr_set(e, IV_EDAMAGE, "catalog %s was changed behind this process's back: "
+			 "%s no longer matches its seal (rows removed, added or rolled back); "
+			 "nothing of it is served: stop imgvaultd, run imgvault fsck, and restore "
+			 "catalog.db from a backup", c->path, who);
+}
+
 int auth_pending_flush(struct catalog *c, struct iverr *e)
 {
 	for (size_t i = 0; i < c->npending; i++) {
@@ -414,6 +425,8 @@ static int scope_key(struct catalog *c, int64_t scope, struct auth_key **k, stru
 	int ret;
 
 	if ((*k = key_find(c, scope))) {
+		if ((*k)->sealed && (auth_watch(c, NULL) < 0 || (*k)->broken))
+			return broken_fail(c, scope, e);
 		if ((*k)->sealed)
 			return 1;
 		*k = NULL;
@@ -459,10 +472,52 @@ int auth_check_cols(struct catalog *c, enum auth_tab t, sqlite3_stmt *st, int co
 	scope = sqlite3_column_int64(st, col);
 	if (!(k = key_find(c, scope)) || !k->sealed || c->lenient)
 		return 0;   /* a keyless read, a scope not sealed yet, or fsck */
+	if (auth_watch(c, NULL) < 0 || k->broken)
+		return broken_fail(c, scope, e);
 	row_mac(c, k, t, st, col, mac);
 	if (sqlite3_column_bytes(st, mcol) != MAC_LEN ||
 	    sodium_memcmp(mac, sqlite3_column_blob(st, mcol), MAC_LEN) != 0)
 		return row_fail(c, t, rowid, scope, e);
+	return 0;
+}
+
+int auth_watch(struct catalog *c, struct iverr *e)
+{
+	sqlite3_stmt *st = stmt_get(c, S_DATA_VERSION);
+	int64_t v;
+	int ret;
+
+	if ((ret = stmt_row(c, st, "watching the catalog", e)) < 0)
+		return ret == -ENOENT ? 0 : ret;
+	v = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	if (v == c->data_version)
+		return 0;
+	if (c->data_version == 0) {
+		c->data_version = v;   /* the first look, at open */
+		return 0;
+	}
+	c->data_version = v;
+	for (size_t i = 0; i < c->nkeys; i++) {
+		struct auth_key *k = &c->keys[i];
+		struct catalog_auth_report r;
+		struct iverr err = { 0 };
+
+		if (!k->sealed || k->broken || c->lenient)
+			continue;
+		if (catalog_auth_verify(c, k->scope, &r, &err) < 0)
+			continue;   /* a read failure: the row checks still stand */
+		k->broken = r.state == CATALOG_AUTH_CHANGED || r.state == CATALOG_AUTH_FORGED ||
+			    r.state == CATALOG_AUTH_MISSING;
+		if (k->broken) {
+			char who[48];
+			scope_words(k->scope, who, sizeof(who));
+			iverr_set(e, IV_EDAMAGE, "catalog %s was changed by another process while this "
+				  "one held the store: %s no longer matches its seal (rows removed, "
+				  "added or rolled back); nothing of it is served: stop imgvaultd, run "
+				  "imgvault fsck, restore catalog.db from a backup", c->path, who);
+		}
+	}
 	return 0;
 }
 

@@ -19,7 +19,7 @@ enum stmt {
 	S_IMAGE_LIST, S_IMAGE_LIST_USER,
 	S_VERSION_ADD, S_VERSION_GET, S_VERSION_UPDATE, S_VERSION_DELETE,
 	S_VERSION_LIST_USER, S_BLOB_REF,
-	S_AUDIT_INSERT, S_AUDIT_LAST, S_AUDIT_LIST,
+	S_AUDIT_INSERT, S_AUDIT_LAST, S_AUDIT_LIST, S_AUDIT_GET,
 	S_THUMB_PUT, S_THUMB_GET, S_THUMB_DELETE, S_THUMB_LIST_USER,
 	S_QUEUE_PUSH, S_QUEUE_DELETE, S_QUEUE_LIST, S_QUEUE_COUNT,
 	S_TAGS_GET, S_TAGS_SET, S_COMMENT_GET, S_COMMENT_SET, S_EXPIRES_GET, S_EXPIRES_SET,
@@ -28,7 +28,7 @@ enum stmt {
 	S_PARTNER_ADD, S_PARTNER_GET, S_PARTNER_FIND, S_PARTNER_LIST, S_PARTNER_UPDATE,
 	S_SHARE_ADD, S_SHARE_GET, S_SHARE_LIST, S_SHARE_REVOKE_ID, S_SHARE_REVOKE_IMAGE,
 	S_SHARE_REVOKE_PARTNER, S_SHARE_USE, S_SHARE_PURGE,
-	S_STATE_GET, S_STATE_PUT, S_STATE_DELETE,
+	S_STATE_GET, S_STATE_PUT, S_STATE_DELETE, S_DATA_VERSION,
 	S_BEGIN, S_COMMIT, S_ROLLBACK,
 	S_COUNT
 };
@@ -87,6 +87,7 @@ struct auth_key {
 	uint8_t *key;
 	unsigned refs;
 	bool sealed;       /* the scope has a seal: its rows are authenticated */
+	bool broken;       /* its rows changed behind our back and fail the seal */
 };
 
 /* What the open transaction changed in one scope's commitment. */
@@ -111,6 +112,7 @@ struct catalog {
 	struct auth_pending *pending;
 	size_t npending;
 	bool lenient;      /* reads hand out rows that fail (fsck) */
+	int64_t data_version;   /* PRAGMA data_version when last looked at */
 };
 
 /* Maps a sqlite failure onto an errno and a message in @e. */
@@ -184,6 +186,14 @@ int auth_run(struct catalog *c, enum auth_op op, enum auth_tab t, int64_t *rowid
  * a string constant (it is kept by address). */
 sqlite3_stmt *auth_cached_stmt(struct catalog *c, const char *sql, struct iverr *e);
 int auth_pending_flush(struct catalog *c, struct iverr *e);
+/*
+ * Looks whether another connection committed to catalog.db since the last
+ * look (PRAGMA data_version).  The process holds the store's lock, so that is
+ * someone writing the store behind its back: every sealed scope it holds a
+ * key for is checked again, and one whose rows no longer match its seal
+ * (rows removed, added or rolled back) is refused from then on.
+ */
+int auth_watch(struct catalog *c, struct iverr *e);
 void auth_pending_reset(struct catalog *c);
 void auth_keys_free(struct catalog *c);
 

@@ -655,7 +655,9 @@ static void tree_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 out:
 	pthread_mutex_unlock(&t->lock);
 	if (ret < 0)
-		fuse_reply_err(req, ret == -EINVAL || ret == -ENAMETOOLONG ? -ret : ret == -EACCES ? EACCES : ENOENT);
+		fuse_reply_err(req, ret == -EINVAL || ret == -ENAMETOOLONG ? -ret :
+			       ret == -EACCES ? EACCES :
+			       ret == -IV_EDAMAGE ? EIO : ENOENT);   /* a row that fails: damage */
 	else
 		reply_entry(t, req, &st, gen);
 }

@@ -119,8 +119,18 @@ static int signkey_open(const struct vault *v, const uint8_t wrap[KEYS_KEY_LEN],
 	uint8_t ad[64];
 	size_t adlen;
 
+	uint8_t pk[crypto_sign_PUBLICKEYBYTES];
+
 	signkey_ad(v, k->kid, k->owner, ad, &adlen);
-	return keys_open(wrap, ad, adlen, k->secret_enc, sizeof(k->secret_enc), sk);
+	if (keys_open(wrap, ad, adlen, k->secret_enc, sizeof(k->secret_enc), sk) < 0)
+		return -1;
+	/* The public half published to the gateway must be this secret's. */
+	crypto_sign_ed25519_sk_to_pk(pk, sk);
+	if (sodium_memcmp(pk, k->pk, sizeof(pk)) != 0) {
+		sodium_memzero(sk, TOKEN_SK_LEN);
+		return -1;
+	}
+	return 0;
 }
 
 /* A new key in @k's scope, made current. */

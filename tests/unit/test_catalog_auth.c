@@ -208,6 +208,34 @@ static void test_locked_scope(int64_t x)
 	catalog_close(c);
 }
 
+/* A row rolled back by another connection while this one holds the store:
+ * the next read finds the seal no longer matches (PRAGMA data_version). */
+static void test_behind_our_back(int64_t x)
+{
+	struct catalog *c = open_keyed();
+	struct catalog_image im;
+	struct iverr e = { 0 };
+
+	raw_exec("CREATE TABLE keep AS SELECT * FROM images");
+	is_int(catalog_image_get(c, x, &im, &e), 0, "x reads");
+	im.mtime = 424242;
+	is_int(catalog_image_update(c, &im, &e), 0, "x changed by this process");
+	is_int(catalog_image_get(c, x, &im, &e), 0, "and reads");
+	raw_exec("UPDATE images SET mtime = (SELECT mtime FROM keep WHERE keep.id = images.id),"
+		 " mac = (SELECT mac FROM keep WHERE keep.id = images.id); DROP TABLE keep");
+	iverr_clear(&e);
+	is_int(catalog_image_get(c, x, &im, &e), -IV_EDAMAGE,
+	       "rolled back by another process while open: refused at the next read");
+	ok(strstr(e.msg, "behind this process's back") != NULL, "and said so: %s", e.msg);
+	iverr_clear(&e);
+	im.mtime = 1;
+	is_int(catalog_image_update(c, &im, &e), -IV_EDAMAGE, "and no change goes in");
+	catalog_close(c);
+	c = open_keyed();
+	catalog_auth_seal(c, 1000, &e);
+	catalog_close(c);
+}
+
 static void test_audit_head(void)
 {
 	struct catalog *c = open_keyed();
@@ -247,6 +275,7 @@ int main(void)
 	test_fresh_store(&album, &x, &y);
 	test_edits_detected(album, x, y);
 	test_locked_scope(x);
+	test_behind_our_back(x);
 	test_audit_head();
 	tu_rm_rf(dir);
 	return done_testing();
