@@ -2,6 +2,7 @@
 # make bench: imgvault against its anchors on the same bytes, in one run.
 #
 #   1. blob encrypt/decrypt throughput against plain write/read (one core)
+#   1b. the authenticated catalog's unlock check against reading the same rows
 #   2. import of the photo corpus against `cp -r` into a gocryptfs mount
 #
 # The photo corpus is ../shared/bench/make-corpus.sh's (120 files); it is made
@@ -23,6 +24,10 @@ trap cleanup EXIT
 
 echo "== blob throughput =="
 taskset -c 0 "$BUILD/bench/blob_throughput" "$WORK" 256
+
+echo
+# The check every unlock runs (every catalog row's MAC and the vault's seal).
+"$BUILD/bench/catalog_auth" "$WORK" "${IMGVAULT_AUTH_N:-100000}"
 
 if [[ ! -f $CORPUS.sha256 ]]; then
   MAKE_CORPUS=$TOP/../shared/bench/make-corpus.sh

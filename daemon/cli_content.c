@@ -841,6 +841,7 @@ static int ls_image(const struct vault_image *im, void *arg)
 
 int cmd_ls(struct cli *c)
 {
+	uint64_t hidden;
 	struct iverr e = { 0 };
 	struct vault *v = NULL;
 	struct vault_session *s = NULL;
@@ -853,6 +854,7 @@ int cmd_ls(struct cli *c)
 	if ((ret = cli_open_store(c, &v, &e)) < 0 || (ret = cli_session(c, v, &s, &e)) < 0)
 		goto out;
 	x.s = s;
+	vault_rows_hidden(v);   /* counts from here */
 	if (c->nargs == 0) {
 		ret = vault_album_list(s, ls_album, &x, &e);
 		goto out;
@@ -863,6 +865,12 @@ int cmd_ls(struct cli *c)
 		goto out;
 	ret = vault_image_list(s, album_id, ls_image, &x, &e);
 out:
+	/* A listing leaves out rows that fail authentication: say so. */
+	if (ret == 0 && v && (hidden = vault_rows_hidden(v)) > 0)
+		ret = iverr_set(&e, IV_EDAMAGE, "%" PRIu64 " entr%s not shown: %s catalog row%s "
+				"fail%s authentication (catalog.db was edited); run imgvault fsck",
+				hidden, hidden == 1 ? "y is" : "ies are", hidden == 1 ? "its" : "their",
+				hidden == 1 ? "" : "s", hidden == 1 ? "s" : "");
 	vault_session_close(s);
 	vault_close(v);
 	return ret < 0 ? cli_fail(c, ret, "ls: %s", e.msg) : EXIT_OK;

@@ -347,6 +347,10 @@ int cmd_audit(struct cli *c)
 	else if (r.seal_broken)
 		printf("audit trail BROKEN: its sealed head fails authentication (catalog.db was "
 		       "edited)\n");
+	else if (r.first_bad && r.tail_cut)
+		printf("audit trail BROKEN at entry %" PRId64 ": it is not the entry the sealed head "
+		       "names: entries were removed (and others appended) or rewritten from "
+		       "there on\n", r.first_bad);
 	else if (r.first_bad)
 		printf("audit trail BROKEN at entry %" PRId64 ": an entry was edited, deleted or "
 		       "reordered there\n", r.first_bad);

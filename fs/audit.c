@@ -126,7 +126,9 @@ static int verify_one(const struct catalog_audit *a, void *arg)
 	}
 	if (a->seq == vs->sealed_seq) {
 		if (sodium_memcmp(h, vs->sealed_hash, 32) != 0) {
-			vs->r->first_bad = a->seq;   /* rewritten up to and past the seal */
+			/* Cut below the seal and appended again, or rewritten. */
+			vs->r->first_bad = a->seq;
+			vs->r->tail_cut = true;
 			return 1;
 		}
 		vs->sealed_met = true;

@@ -33,7 +33,8 @@ struct audit_report {
 	uint8_t head[32];       /* hash of the newest entry */
 	bool head_checked;      /* the sealed head was checked (the store key was at hand) */
 	int64_t sealed_seq;     /* the entry the sealed head names */
-	bool tail_cut;          /* the chain ends before it: entries were removed */
+	bool tail_cut;          /* the chain ends before it, or holds another entry there:
+				   entries were removed (first_bad says where, when set) */
 	bool seal_broken;       /* the sealed head itself fails */
 };
 

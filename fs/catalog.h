@@ -264,6 +264,8 @@ bool catalog_auth_has_key(struct catalog *c, int64_t scope);
  * scope has no seal). */
 int catalog_auth_key_fits(struct catalog *c, int64_t scope, const uint8_t key[32], bool *fits,
 			  struct iverr *e);
+/* Rows listings left out since the last call (they fail); resets it. */
+uint64_t catalog_auth_hidden(struct catalog *c);
 /* fsck: reads hand out rows that fail instead of refusing them (fsck
  * checks them with catalog_auth_verify). */
 void catalog_auth_set_lenient(struct catalog *c, bool lenient);
@@ -297,9 +299,6 @@ struct catalog_auth_report {
 
 /* Checks every row of @scope and its seal (needs its key). */
 int catalog_auth_verify(struct catalog *c, int64_t scope, struct catalog_auth_report *r,
-			struct iverr *e);
-/* The seal's tag and row count: a digest of the scope's state to anchor. */
-int catalog_auth_digest(struct catalog *c, int64_t scope, uint8_t out[32], int64_t *rows,
 			struct iverr *e);
 
 /* ---- the audit trail (rows only; audit.h chains them) ------------------ */

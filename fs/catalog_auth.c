@@ -526,7 +526,18 @@ bool auth_list_ok(struct catalog *c, enum auth_tab t, sqlite3_stmt *st, int col,
 {
 	struct iverr ignored = { 0 };
 
-	return c->lenient || auth_check_cols(c, t, st, col, rowid, &ignored) == 0;
+	if (c->lenient || auth_check_cols(c, t, st, col, rowid, &ignored) == 0)
+		return true;
+	c->hidden++;
+	return false;
+}
+
+uint64_t catalog_auth_hidden(struct catalog *c)
+{
+	uint64_t n = c->hidden;
+
+	c->hidden = 0;
+	return n;
 }
 
 void catalog_auth_set_lenient(struct catalog *c, bool lenient)
@@ -746,24 +757,6 @@ out:
 	return ret;
 }
 
-struct forget_ctx {
-	enum auth_tab t;
-	struct iverr *e;
-};
-
-static int forget_one(struct catalog *c, int64_t rowid, void *ctx)
-{
-	struct forget_ctx *f = ctx;
-	return auth_forget(c, f->t, rowid, f->e);
-}
-
-int auth_forget_where(struct catalog *c, enum auth_tab t, const char *sql, int64_t arg,
-		      struct iverr *e)
-{
-	struct forget_ctx f = { t, e };
-	return auth_each_rowid(c, sql, arg, forget_one, &f, e);
-}
-
 /* ---- whole scopes: sealing and verifying ---- */
 
 static int scope_walk(struct catalog *c, enum auth_tab t, const struct auth_key *k,
@@ -943,17 +936,6 @@ int catalog_auth_forget_scope(struct catalog *c, int64_t scope, struct iverr *e)
 	return stmt_exec(c, st, "removing the catalog's seal", e);
 }
 
-int catalog_auth_digest(struct catalog *c, int64_t scope, uint8_t out[32], int64_t *rows,
-			struct iverr *e)
-{
-	uint8_t sum[MAC_LEN], tag[MAC_LEN];
-	int ret = state_read(c, scope, sum, rows, tag, e);
-
-	if (ret < 0)
-		return ret;
-	memcpy(out, tag, 32);
-	return 0;
-}
 
 /* ---- changes, bracketed ---- */
 

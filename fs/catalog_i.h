@@ -113,6 +113,7 @@ struct catalog {
 	size_t npending;
 	bool lenient;      /* reads hand out rows that fail (fsck) */
 	int64_t data_version;   /* PRAGMA data_version when last looked at */
+	uint64_t hidden;        /* rows listings left out (they fail) */
 };
 
 /* Maps a sqlite failure onto an errno and a message in @e. */
@@ -142,9 +143,6 @@ int catalog_changes(struct catalog *c);
 int auth_before(struct catalog *c, enum auth_tab t, int64_t rowid, struct iverr *e);
 int auth_forget(struct catalog *c, enum auth_tab t, int64_t rowid, struct iverr *e);
 int auth_after(struct catalog *c, enum auth_tab t, int64_t rowid, struct iverr *e);
-/* auth_forget for each row whose rowid @sql (one parameter, @arg) selects. */
-int auth_forget_where(struct catalog *c, enum auth_tab t, const char *sql, int64_t arg,
-		      struct iverr *e);
 /* Calls @fn with each rowid @sql selects (collected first). */
 int auth_each_rowid(struct catalog *c, const char *sql, int64_t arg,
 		    int (*fn)(struct catalog *c, int64_t rowid, void *ctx), void *ctx,

@@ -249,6 +249,11 @@ void vault_set_actor(struct vault *v, int64_t uid)
 	v->actor = uid;
 }
 
+uint64_t vault_rows_hidden(struct vault *v)
+{
+	return catalog_auth_hidden(v->cat);
+}
+
 void vault_set_lenient(struct vault *v, bool lenient)
 {
 	v->lenient = lenient;

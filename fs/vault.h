@@ -65,6 +65,9 @@ int vault_open(const char *dir, const char *purpose, struct vault **out, struct 
 void vault_close(struct vault *v);
 
 bool vault_is_system(const struct vault *v);
+/* How many rows listings left out since the last call, because they fail
+ * authentication (catalog.h); resets the count. */
+uint64_t vault_rows_hidden(struct vault *v);
 /* fsck: a catalog whose rows or seal fail is reported instead of refused
  * (unlocks go through, listings show every row). */
 void vault_set_lenient(struct vault *v, bool lenient);

@@ -726,6 +726,13 @@ int share_authorize(struct vault *v, const char *token, size_t len, const struct
 		return iverr_set(e, EKEYREVOKED, "the link was revoked (its image is gone)");
 	if (ret < 0)
 		return ret;
+	/* The signed token and its (authenticated) record must say the same:
+	 * neither can widen what the other grants. */
+	if (memcmp(g->link.kid, w.t.kid, sizeof(w.t.kid)) != 0 ||
+	    g->link.variant != w.t.variant || g->link.disposition != w.t.disposition ||
+	    g->link.not_before != w.t.not_before || g->link.expires != w.t.expires ||
+	    (uint64_t)g->link.partner_id != w.t.partner || g->link.uses_max != w.t.uses)
+		return iverr_set(e, EKEYREVOKED, "the link does not match its record");
 	if (g->link.partner_id) {
 		if ((ret = catalog_partner_get(v->cat, g->link.partner_id, &p, e)) < 0)
 			return ret == -ENOENT ? iverr_set(e, EKEYREVOKED, "the partner is gone") : ret;

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import convert
+from conftest import convert, memory_bound
 
 from gatewaylib import (  # noqa: F401  (fixtures)
     curl, free_port, gateway, gw_image_master, gw_images, gw_port, gw_store, kill_daemon,
@@ -281,6 +281,7 @@ def stalled_get(port, token):
 GATEWAY_MEMORY_BOUND_MIB = 64      # docs/GATEWAY.md: the unit's MemoryMax
 
 
+@memory_bound
 def test_slow_readers_do_not_grow_the_gateway(gw_store, gateway, tmp_path):
     s = gw_store
     img = tmp_path / "mib.png"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (CONVERT, EXIT_DAMAGE, EXIT_OK, EXIT_PARTIAL, ROOT, assert_reads_back,
+from conftest import (SANITIZED, memory_bound, CONVERT, EXIT_DAMAGE, EXIT_OK, EXIT_PARTIAL, ROOT, assert_reads_back,
                       sha256)
 
 pytest.register_assert_rewrite("mountlib")   # before the import below
@@ -476,6 +476,7 @@ def wait_thumb(user, path, timeout=300):
 DECODE_PEAK_BOUND = 700 << 20
 
 
+@memory_bound
 def test_concurrent_large_decodes_share_the_memory_budget(system_mount, corpus):
     m = system_mount
     gif = (corpus / "canvas-10k.gif").read_bytes()

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import (BUILD, EXIT_OK, add_user, clean_env, is_root, make_store, run_cli,
+from conftest import (SANITIZED, BUILD, EXIT_OK, add_user, clean_env, is_root, make_store, run_cli,
                       uid_of)
 from gatewaylib import (Link, curl, free_port, gateway, short_dir,  # noqa: F401 (fixture)
                         start_daemon, stop_daemon)
@@ -437,7 +437,8 @@ def test_control_socket_is_shared_fairly(system_store, unix_users, tmp_path, gat
         procs.append(p)
         sent = json.loads(p.stdout.readline())["sent"]
         during = vm_rss_kib(d.proc.pid)
-        assert during - before < 32 * 1024, (before, during, sent)
+        if not SANITIZED:       # ASan inflates resident memory
+            assert during - before < 32 * 1024, (before, during, sent)
         closed = json.loads(p.stdout.readline())["closed"]
         assert all(t is not None and t < 15 for t in closed), closed
         r = run_cli(s.binary, "-s", pointer, "--json", "ls", "default", as_user=s.alice)
