@@ -1456,7 +1456,7 @@ static int commit_in_txn(struct vault_session *s, struct catalog_image *ci,
 				"written; write it again");
 		goto out_discard;
 	}
-	if ((ret = check_quota(s, st->size, e)) < 0 || (ret = catalog_begin(v->cat, e)) < 0)
+	if ((ret = check_quota(s, st->stored ? st->stored : st->size, e)) < 0 || (ret = catalog_begin(v->cat, e)) < 0)
 		goto out_discard;
 	if ((ret = commit_version(s, ci, st, &d, e)) < 0) {
 		catalog_rollback(v->cat);

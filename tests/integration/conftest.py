@@ -53,6 +53,17 @@ def sha256(data):
     return hashlib.sha256(data).hexdigest()
 
 
+def padded(n):
+    """The bytes a store keeps for @n bytes of content (Padmé, FORMAT.md §2.3):
+    what quotas and `user list` count."""
+    if n < 2:
+        return n
+    e = n.bit_length() - 1
+    s = e.bit_length()
+    mask = (1 << (e - s)) - 1
+    return (n + mask) & ~mask
+
+
 def is_root():
     return os.geteuid() == 0
 

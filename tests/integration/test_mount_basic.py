@@ -13,7 +13,7 @@ import pytest
 
 pytest.register_assert_rewrite("mountlib")   # before the import below
 
-from conftest import EXIT_BUSY, convert, sha256
+from conftest import EXIT_BUSY, convert, padded, sha256
 from mountlib import (VIEWS, file_sha, image_info, mountinfo_has, read_bytes, wait_for,
                       write_file)
 
@@ -558,7 +558,8 @@ def test_statfs_reports_the_quota_and_edquot(desktop_mount, image_set):
     m = desktop_mount
     photo = image_set["photo.jpg"].read_bytes()           # ~140 KB
     big = image_set["big.png"].read_bytes()               # > 200 KB
-    quota = len(photo) + len(big) + 10000
+    # Quotas count the bytes stored: content padded (FORMAT.md §2.3).
+    quota = padded(len(photo)) + padded(len(big)) + 10000
     m.stop()
     r = m.store.iv("user", "set", "root", f"quota={quota}")
     assert r.rc == 0, str(r)
@@ -570,7 +571,8 @@ def test_statfs_reports_the_quota_and_edquot(desktop_mount, image_set):
 
     put(m, "one.jpg", photo)
     st = os.statvfs(m.root)
-    assert (quota - len(photo)) - st.f_frsize < st.f_bavail * st.f_frsize <= quota - len(photo)
+    assert (quota - padded(len(photo))) - st.f_frsize < st.f_bavail * st.f_frsize <= \
+        quota - padded(len(photo))
     put(m, "two.png", big)
     assert close_error(m.original("three.png"), big) == errno.EDQUOT
     assert os.stat(m.original("three.png")).st_size == 0           # a placeholder

@@ -362,7 +362,7 @@ def test_completion_option_arguments(tmp_path):
                                                    "del"]
     assert complete(["imgvault", "user", "set", "root", "web"]) == ["web-read=on",
                                                                     "web-read=off"]
-    assert complete(["imgvault", "audit", ""]) == ["verify"]
+    assert complete(["imgvault", "audit", ""]) == ["verify", "head"]
     assert "thumb.size=" in complete(["imgvault", "config", ""])
 
 

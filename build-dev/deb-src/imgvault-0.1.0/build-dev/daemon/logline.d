@@ -1,0 +1,2 @@
+build-dev/daemon/logline.o: daemon/logline.c daemon/logline.h
+daemon/logline.h:

@@ -1,0 +1,2 @@
+build-dev/daemon/progress.o: daemon/progress.c daemon/progress.h
+daemon/progress.h:

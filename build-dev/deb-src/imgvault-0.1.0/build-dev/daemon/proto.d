@@ -1,0 +1,3 @@
+build-dev/daemon/proto.o: daemon/proto.c daemon/proto.h fs/bytes.h
+daemon/proto.h:
+fs/bytes.h:

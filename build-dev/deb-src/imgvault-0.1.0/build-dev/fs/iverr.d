@@ -1,0 +1,2 @@
+build-dev/fs/iverr.o: fs/iverr.c fs/iverr.h
+fs/iverr.h:

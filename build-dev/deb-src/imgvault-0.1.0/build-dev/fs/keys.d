@@ -1,0 +1,4 @@
+build-dev/fs/keys.o: fs/keys.c fs/keys.h fs/iverr.h fs/bytes.h
+fs/keys.h:
+fs/iverr.h:
+fs/bytes.h:

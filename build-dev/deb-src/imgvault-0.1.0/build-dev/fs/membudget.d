@@ -1,0 +1,2 @@
+build-dev/fs/membudget.o: fs/membudget.c fs/membudget.h
+fs/membudget.h:

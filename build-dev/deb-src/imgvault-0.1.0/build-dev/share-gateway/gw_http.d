@@ -1,0 +1,3 @@
+build-dev/share-gateway/gw_http.o: share-gateway/gw_http.c \
+ share-gateway/gw_http.h
+share-gateway/gw_http.h:
