@@ -429,7 +429,7 @@ int catalog_open(const char *path, bool create, struct catalog **out, struct ive
 	 * unlinked.  Reading the schema is the first real access: it finds a
 	 * damaged file. */
 	if ((ret = exec_sql(c, "PRAGMA journal_mode = WAL", "cannot open", e)) < 0 ||
-	    (ret = exec_sql(c, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
+	    (ret = exec_sql(c, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -32768;"
 			    "PRAGMA secure_delete = ON; PRAGMA trusted_schema = OFF",
 			    "cannot configure", e)) < 0 ||
 	    (ret = catalog_migrate(c, e)) < 0)
@@ -479,6 +479,7 @@ int catalog_begin(struct catalog *c, struct iverr *e)
 
 	if (c->depth++ > 0)
 		return 0;
+	catalog_read_end(c);   /* a write is never inside a read stretch */
 	c->doomed = false;
 	auth_pending_reset(c);
 	ret = stmt_exec(c, stmt_get(c, S_BEGIN), "cannot begin a transaction", e);
@@ -508,6 +509,20 @@ int catalog_commit(struct catalog *c, struct iverr *e)
 	if (ret < 0)
 		stmt_exec(c, stmt_get(c, S_ROLLBACK), "rollback", NULL);
 	return ret;
+}
+
+void catalog_read_begin(struct catalog *c)
+{
+	if (c->depth == 0 && !c->reading)
+		c->reading = exec_sql(c, "BEGIN", "reading", NULL) == 0;
+}
+
+void catalog_read_end(struct catalog *c)
+{
+	if (c->reading) {
+		exec_sql(c, "COMMIT", "reading", NULL);
+		c->reading = false;
+	}
 }
 
 int catalog_commit_relaxed(struct catalog *c, struct iverr *e)

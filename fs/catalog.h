@@ -46,6 +46,10 @@ void catalog_close(struct catalog *c);
 int catalog_begin(struct catalog *c, struct iverr *e);
 int catalog_commit(struct catalog *c, struct iverr *e);
 void catalog_rollback(struct catalog *c);
+/* A read-only stretch of several queries: one snapshot and one lock for
+ * them all.  Only reads in between; a no-op inside a transaction. */
+void catalog_read_begin(struct catalog *c);
+void catalog_read_end(struct catalog *c);
 /* Commits without waiting for the disk, for data that can be made again
  * (a thumbnail): after a crash the transaction may be gone, never torn, and
  * every later synchronous commit carries it to disk first. */

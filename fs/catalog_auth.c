@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <sodium.h>
 
@@ -483,9 +484,19 @@ int auth_check_cols(struct catalog *c, enum auth_tab t, sqlite3_stmt *st, int co
 
 int auth_watch(struct catalog *c, struct iverr *e)
 {
-	sqlite3_stmt *st = stmt_get(c, S_DATA_VERSION);
-	int64_t v;
+	sqlite3_stmt *st;
+	struct timespec ts;
+	int64_t v, now_ms;
 	int ret;
+
+	/* Looked at most every few milliseconds: a listing reads thousands of
+	 * rows, and a write behind our back is found within that time. */
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	if (c->data_version && now_ms - c->watched_ms < AUTH_WATCH_MS)
+		return 0;
+	c->watched_ms = now_ms;
+	st = stmt_get(c, S_DATA_VERSION);
 
 	if ((ret = stmt_row(c, st, "watching the catalog", e)) < 0)
 		return ret == -ENOENT ? 0 : ret;

@@ -79,6 +79,7 @@ enum auth_tab {
 	" s.not_before, s.expires, s.partner_id, s.uses_max, s.uses, s.created, s.revoked," \
 	" s.served, s.mac"
 
+#define AUTH_WATCH_MS 10     /* how often auth_watch looks at most */
 #define AUTH_STMT_CACHE 24   /* the dependent-row queries of catalog*.c */
 
 /* A scope's key, in sodium_malloc memory; set by catalog_auth_key_set. */
@@ -106,6 +107,7 @@ struct catalog {
 	int auth_ncols[A_COUNT];           /* columns of each AUTH_SEL_* list */
 	struct { const char *sql; sqlite3_stmt *st; } auth_cache[AUTH_STMT_CACHE];
 	int depth;         /* transaction nesting */
+	bool reading;      /* inside catalog_read_begin */
 	bool doomed;       /* an inner rollback happened */
 	struct auth_key *keys;
 	size_t nkeys;
@@ -113,6 +115,7 @@ struct catalog {
 	size_t npending;
 	bool lenient;      /* reads hand out rows that fail (fsck) */
 	int64_t data_version;   /* PRAGMA data_version when last looked at */
+	int64_t watched_ms;     /* … and when (CLOCK_MONOTONIC_COARSE) */
 	uint64_t hidden;        /* rows listings left out (they fail) */
 };
 

@@ -493,7 +493,7 @@ static void file_attr(struct tree *t, struct user_ctx *u, const struct vault_ima
 		break;
 	case V_THUMB:
 		st->st_mode = S_IFREG | 0400 | (web ? 0040 : 0);
-		st->st_size = (off_t)im->thumb_size;
+		st->st_size = u->s ? (off_t)vault_image_thumb_size(u->s, im) : (off_t)im->thumb_size;
 		break;
 	default:
 		st->st_mode = S_IFREG | 0400;

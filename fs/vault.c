@@ -249,6 +249,19 @@ void vault_set_actor(struct vault *v, int64_t uid)
 	v->actor = uid;
 }
 
+uint64_t vault_image_thumb_size(struct vault_session *s, const struct vault_image *im)
+{
+	struct catalog_thumb t;
+	struct version_attrs at;
+	uint64_t size = im->thumb_size;
+
+	if (im->thumb_ready && catalog_thumb_get(s->v->cat, im->current_version, &t, NULL) == 0 &&
+	    vault_open_record(s->keys, "thumb", &t.blob, im->current_version, t.attrs_enc,
+			      t.attrs_enc_len, &at) == 0)
+		vault_content_size(t.size, &at, &size);
+	return size;
+}
+
 uint64_t vault_rows_hidden(struct vault *v)
 {
 	return catalog_auth_hidden(v->cat);
@@ -1140,9 +1153,10 @@ int vault_image_describe(struct vault_session *s, const struct catalog_image *ci
 		out->name_len = (size_t)snprintf(out->name, sizeof(out->name), "damaged-%s", pid);
 		out->damaged = true;
 	}
-	/* Sizes are the content's, sealed in the records (blobs are padded). */
-	if (ci->pristine_version && catalog_version_get(s->v->cat, ci->pristine_version, &ver,
-							NULL) == 0) {
+	/* Sizes are the content's, sealed in the records (blobs are padded);
+	 * an unedited image's pristine version is its current one. */
+	if (ci->pristine_version && ci->pristine_version != ci->current_version &&
+	    catalog_version_get(s->v->cat, ci->pristine_version, &ver, NULL) == 0) {
 		out->pristine_size = ver.size;
 		if (vault_open_attrs(s->keys, &ver, ci->pid, &at) == 0)
 			vault_content_size(ver.size, &at, &out->pristine_size);
@@ -1153,10 +1167,7 @@ int vault_image_describe(struct vault_session *s, const struct catalog_image *ci
 		struct catalog_thumb t;
 		if (catalog_thumb_get(s->v->cat, ci->current_version, &t, NULL) == 0) {
 			out->thumb_ready = true;
-			out->thumb_size = t.size;
-			if (vault_open_record(s->keys, "thumb", &t.blob, ci->current_version,
-					      t.attrs_enc, t.attrs_enc_len, &at) == 0)
-				vault_content_size(t.size, &at, &out->thumb_size);
+			out->thumb_size = t.size;   /* stored: vault_image_thumb_size */
 		}
 	}
 	if ((ret = catalog_version_get(s->v->cat, ci->current_version, &ver, e)) < 0)
@@ -1174,6 +1185,8 @@ int vault_image_describe(struct vault_session *s, const struct catalog_image *ci
 		out->damaged = true;
 		return 0;
 	}
+	if (ci->pristine_version == ci->current_version)
+		out->pristine_size = out->size;
 	snprintf(out->mime, sizeof(out->mime), "%s", at.mime);
 	out->width = at.width;
 	out->height = at.height;
@@ -1201,24 +1214,35 @@ int vault_image_find(struct vault_session *s, int64_t album_id, const char *name
 	uint8_t idx[CATALOG_INDEX_LEN];
 	int ret = vault_check_name(name, len, "image", e);
 
-	if (ret < 0 || (ret = album_owned(s, album_id, &a, e)) < 0)
+	if (ret < 0)
 		return ret;
+	/* One read transaction for the handful of rows: one snapshot, one lock. */
+	catalog_read_begin(s->v->cat);
+	if ((ret = album_owned(s, album_id, &a, e)) < 0)
+		goto out;
 	keys_name_index(s->keys, album_id, name, len, idx);
 	ret = catalog_image_find(s->v->cat, album_id, idx, &ci, e);
 	if (ret == -ENOENT)
-		return iverr_set(e, ENOENT, "no image '%.*s' in that album", (int)len, name);
-	if (ret < 0)
-		return ret;
-	return vault_image_describe(s, &ci, out, e);
+		ret = iverr_set(e, ENOENT, "no image '%.*s' in that album", (int)len, name);
+	if (ret == 0)
+		ret = vault_image_describe(s, &ci, out, e);
+out:
+	catalog_read_end(s->v->cat);
+	return ret;
 }
 
 int vault_image_get(struct vault_session *s, int64_t image_id, struct vault_image *out,
 		    struct iverr *e)
 {
 	struct catalog_image ci;
-	int ret = image_owned(s, image_id, &ci, e);
+	int ret;
 
-	return ret < 0 ? ret : vault_image_describe(s, &ci, out, e);
+	catalog_read_begin(s->v->cat);
+	ret = image_owned(s, image_id, &ci, e);
+	if (ret == 0)
+		ret = vault_image_describe(s, &ci, out, e);
+	catalog_read_end(s->v->cat);
+	return ret;
 }
 
 int vault_image_set_mtime(struct vault_session *s, int64_t image_id, int64_t mtime,

@@ -202,9 +202,13 @@ struct vault_image {
 	bool edited;                        /* current differs from pristine */
 	int64_t current_version, pristine_version;
 	uint64_t pristine_size;
-	uint64_t thumb_size;                /* 0 while not made */
+	uint64_t thumb_size;                /* stored (padded); 0 while not made */
 	bool thumb_ready;
 };
+
+/* The content size of @im's thumbnail (thumb_size is its blob's, padded):
+ * one more catalog read and decryption, so asked only when shown. */
+uint64_t vault_image_thumb_size(struct vault_session *s, const struct vault_image *im);
 
 int vault_image_find(struct vault_session *s, int64_t album_id, const char *name,
 		     size_t len, struct vault_image *out, struct iverr *e);

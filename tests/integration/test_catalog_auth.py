@@ -19,7 +19,8 @@ import pytest
 
 pytest.register_assert_rewrite("mountlib", "gatewaylib")   # before the imports below
 
-from conftest import (EXIT_DAMAGE, EXIT_OK, add_user, is_root, run_cli, sha256,
+from conftest import (EXIT_DAMAGE, EXIT_OK, add_user, assert_fsck_clean, is_root, padded,
+                      run_cli, sha256,
                       uid_of)
 from mountlib import as_user, err_of, read_bytes, write_file
 
@@ -754,3 +755,33 @@ def test_audit_tail_cut_survives_later_activity_system_store(system_store, image
     r = s.iv("audit", "verify")
     assert r.rc == EXIT_DAMAGE, f"cut of entries {before - 1}..{before} not found\n{r}"
     assert "removed" in r.out, str(r)
+
+
+def test_blob_sizes_are_padded(store, image_set, tmp_path):
+    """T1 sees padded sizes (Padmé, FORMAT.md §2.3): the catalog's size and the
+    blob's length name a bucket, not the file; reads, ls and stat give the
+    exact content, and fsck checks the padding."""
+    s = store
+    data = image_set["photo.jpg"].read_bytes()
+    import_as(s, image_set["photo.jpg"], "p.jpg", tmp_path)
+    r = s.iv("thumbs")
+    assert r.rc == 0, str(r)
+    with s.db() as c:
+        (vsize, blob) = c.execute("SELECT size, hex(blob_id) FROM versions").fetchone()
+        (tsize,) = c.execute("SELECT size FROM thumbs").fetchone()
+    assert vsize == padded(len(data)) and vsize > len(data), (vsize, len(data))
+    assert padded(tsize) == tsize
+    on_disk = s.blob_path(blob.lower()).stat().st_size
+    chunks = -(-vsize // 65536)
+    assert on_disk == 128 + vsize + 40 * chunks      # the header says the padded size
+    assert s.cat("default/p.jpg").stdout == data
+    assert s.ls_json()[0]["size"] == len(data)
+    assert_fsck_clean(s)
+    # The padding is sealed like the content: a byte flipped in the blob's
+    # padded tail fails its chunk.
+    path = s.blob_path(blob.lower())
+    raw = bytearray(path.read_bytes())
+    raw[-20] ^= 1
+    path.write_bytes(bytes(raw))
+    r = s.iv("fsck")
+    assert r.rc == EXIT_DAMAGE and "damaged:" in r.out, str(r)

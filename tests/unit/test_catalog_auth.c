@@ -223,6 +223,7 @@ static void test_behind_our_back(int64_t x)
 	is_int(catalog_image_get(c, x, &im, &e), 0, "and reads");
 	raw_exec("UPDATE images SET mtime = (SELECT mtime FROM keep WHERE keep.id = images.id),"
 		 " mac = (SELECT mac FROM keep WHERE keep.id = images.id); DROP TABLE keep");
+	usleep(50 * 1000);   /* the catalog looks every few milliseconds at most */
 	iverr_clear(&e);
 	is_int(catalog_image_get(c, x, &im, &e), -IV_EDAMAGE,
 	       "rolled back by another process while open: refused at the next read");

@@ -1,0 +1,2 @@
+build-exp/fs/cidr.o: fs/cidr.c fs/cidr.h
+fs/cidr.h:

@@ -1,0 +1,2 @@
+build-exp/fs/membudget.o: fs/membudget.c fs/membudget.h
+fs/membudget.h:

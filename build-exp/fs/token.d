@@ -1,0 +1,4 @@
+build-exp/fs/token.o: fs/token.c fs/token.h fs/iverr.h fs/bytes.h
+fs/token.h:
+fs/iverr.h:
+fs/bytes.h:
