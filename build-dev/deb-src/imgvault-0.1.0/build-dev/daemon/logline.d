@@ -1,2 +1,0 @@
-build-dev/daemon/logline.o: daemon/logline.c daemon/logline.h
-daemon/logline.h:

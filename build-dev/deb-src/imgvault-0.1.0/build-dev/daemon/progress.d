@@ -1,2 +1,0 @@
-build-dev/daemon/progress.o: daemon/progress.c daemon/progress.h
-daemon/progress.h:

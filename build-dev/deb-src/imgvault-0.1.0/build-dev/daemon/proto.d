@@ -1,3 +1,0 @@
-build-dev/daemon/proto.o: daemon/proto.c daemon/proto.h fs/bytes.h
-daemon/proto.h:
-fs/bytes.h:

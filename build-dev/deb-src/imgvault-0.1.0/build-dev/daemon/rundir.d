@@ -1,3 +1,0 @@
-build-dev/daemon/rundir.o: daemon/rundir.c daemon/rundir.h fs/iverr.h
-daemon/rundir.h:
-fs/iverr.h:

@@ -1,2 +1,0 @@
-build-dev/fs/iverr.o: fs/iverr.c fs/iverr.h
-fs/iverr.h:

@@ -1,4 +1,0 @@
-build-dev/fs/image.o: fs/image.c fs/image.h fs/iverr.h fs/strip.h
-fs/image.h:
-fs/iverr.h:
-fs/strip.h:

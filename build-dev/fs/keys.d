@@ -1,4 +1,0 @@
-build-dev/fs/keys.o: fs/keys.c fs/keys.h fs/iverr.h fs/bytes.h
-fs/keys.h:
-fs/iverr.h:
-fs/bytes.h:

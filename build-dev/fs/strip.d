@@ -1,3 +1,0 @@
-build-dev/fs/strip.o: fs/strip.c fs/strip.h fs/iverr.h
-fs/strip.h:
-fs/iverr.h:

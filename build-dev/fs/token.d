@@ -1,4 +1,0 @@
-build-dev/fs/token.o: fs/token.c fs/token.h fs/iverr.h fs/bytes.h
-fs/token.h:
-fs/iverr.h:
-fs/bytes.h:

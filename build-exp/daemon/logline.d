@@ -1,2 +1,0 @@
-build-exp/daemon/logline.o: daemon/logline.c daemon/logline.h
-daemon/logline.h:

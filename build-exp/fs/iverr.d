@@ -1,2 +1,0 @@
-build-exp/fs/iverr.o: fs/iverr.c fs/iverr.h
-fs/iverr.h:

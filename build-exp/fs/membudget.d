@@ -1,2 +1,0 @@
-build-exp/fs/membudget.o: fs/membudget.c fs/membudget.h
-fs/membudget.h:
