@@ -242,7 +242,6 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_SHARE_REVOKE_PARTNER] = "UPDATE shares SET revoked = ?2 WHERE partner_id = ?1"
 				   " AND (?3 < 0 OR uid = ?3) AND revoked = 0",
 	[S_SHARE_USE] = "UPDATE shares SET uses = uses + ?2, served = served + ?3 WHERE tid = ?1",
-	[S_SHARE_PURGE] = "DELETE FROM shares WHERE expires < ?1",
 	[S_STATE_GET] = "SELECT sum, rows, tag FROM auth_state WHERE scope = ?1",
 	[S_STATE_PUT] = "INSERT OR REPLACE INTO auth_state(scope, sum, rows, tag)"
 			" VALUES (?1, ?2, ?3, ?4)",

@@ -576,22 +576,34 @@ static sqlite3_stmt *row_stmt(struct catalog *c, enum auth_tab t, struct iverr *
 	return c->auth_row[t];
 }
 
+/* Steps the authenticated select of row @rowid of @t: 1 with *out on the
+ * row, 0 when there is no such row, or a failure. */
+static int row_fetch(struct catalog *c, enum auth_tab t, int64_t rowid, sqlite3_stmt **out,
+		     struct iverr *e)
+{
+	sqlite3_stmt *st = row_stmt(c, t, e);
+	int ret;
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, rowid);
+	ret = stmt_row(c, st, "authenticating a row", e);
+	if (ret < 0)
+		return ret == -ENOENT ? 0 : ret;
+	*out = st;
+	return 1;
+}
+
 /* Reads row @rowid of @t: 0 with *k NULL when nothing is to be done (no row,
  * a scope not sealed), 1 with the statement on the row and *k its key. */
 static int row_load(struct catalog *c, enum auth_tab t, int64_t rowid, sqlite3_stmt **out,
 		    struct auth_key **k, struct iverr *e)
 {
-	sqlite3_stmt *st = row_stmt(c, t, e);
-	int ret;
+	sqlite3_stmt *st;
+	int ret = row_fetch(c, t, rowid, &st, e);
 
 	*k = NULL;
-	if (!st)
-		return -EIO;
-	sqlite3_bind_int64(st, 1, rowid);
-	ret = stmt_row(c, st, "authenticating a row", e);
-	if (ret == -ENOENT)
-		return 0;
-	if (ret < 0)
+	if (ret <= 0)
 		return ret;
 	if (sqlite3_column_type(st, 0) == SQLITE_NULL) {
 		sqlite3_reset(st);
@@ -650,16 +662,10 @@ int auth_forget(struct catalog *c, enum auth_tab t, int64_t rowid, struct iverr 
 
 int auth_verify(struct catalog *c, enum auth_tab t, int64_t rowid, struct iverr *e)
 {
-	sqlite3_stmt *st = row_stmt(c, t, e);
-	int ret;
+	sqlite3_stmt *st;
+	int ret = row_fetch(c, t, rowid, &st, e);
 
-	if (!st)
-		return -EIO;
-	sqlite3_bind_int64(st, 1, rowid);
-	ret = stmt_row(c, st, "authenticating a row", e);
-	if (ret == -ENOENT)
-		return 0;
-	if (ret < 0)
+	if (ret <= 0)
 		return ret;
 	ret = auth_check_cols(c, t, st, 0, rowid, e);
 	sqlite3_reset(st);

@@ -456,7 +456,6 @@ int catalog_share_purge(struct catalog *c, int64_t before, struct iverr *e)
 	struct purge_ctx p = { e, 0 };
 	int ret;
 
-	(void)S_SHARE_PURGE;
 	if ((ret = catalog_begin(c, e)) < 0)
 		return ret;
 	ret = auth_each_rowid(c, "SELECT rowid FROM shares WHERE expires < ?1", before,

@@ -3,14 +3,14 @@
 # of commit 6669d5e, the last commit of catalog schema 4.  Kept for the
 # record: these stores are written once and never regenerated.
 #
-#   git worktree add /work/wt-old 6669d5e && (cd /work/wt-old && make -j2 all)
+#   git worktree add ../imgvault-v4 6669d5e && (cd ../imgvault-v4 && make -j2 all)
 #   tests/golden/make-v4.sh [OLD_BUILD_DIR] [OUT_DIR]      (as root)
 #
 # Needs root (useradd, FUSE mount, system store), /usr/bin/convert
 # (ImageMagick 6), setfattr, fusermount3, sqlite3, python3.
 set -euo pipefail
 
-OLD=${1:-/work/wt-old/build}
+OLD=${1:?usage: make-v4.sh OLD_BUILD_DIR [OUT_DIR] (the build of 6669d5e)}
 OUT=${2:-$(cd "$(dirname "$0")" && pwd)}
 IV=$OLD/imgvault
 IVD=$OLD/imgvaultd
